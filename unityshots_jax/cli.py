@@ -1,0 +1,134 @@
+"""The `unityshots` command line: convert, export, verify, make-tiny.
+
+Every failure is one line on stderr naming the cause, and a non-zero exit (2 for bad input, 1 for a failed
+verification); nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from unityshots_jax.checkpoint.ltx_convert import convert
+
+    cfg = convert(args.src, args.dst, progress=not args.quiet)
+    print(f"converted {args.src} -> {args.dst} ({cfg.model_type}, {cfg.num_layers} layers, rope {cfg.rope_type})")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from unityshots_jax.checkpoint.ltx_convert import export
+
+    export(args.src, args.out, progress=not args.quiet)
+    print(f"exported {args.src} -> {args.out}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        import ltx_core  # noqa: F401
+    except ImportError:
+        raise _UsageError("verify needs the reference implementation: pip install 'unityshots-jax[reference]'") from None
+    from unityshots_jax.parity import format_rows, verify
+
+    rows = verify(args.src, args.dst, dtype=args.dtype, seed=args.seed, attention=args.attention)
+    print(format_rows(rows, args.dtype))
+    failed = [r for r in rows if not r.ok]
+    print(f"verify: {len(rows) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def _cmd_make_tiny(args: argparse.Namespace) -> int:
+    try:
+        from unityshots_jax.reference.ltx_reference import (
+            add_fake_connector_tensors,
+            build_random_reference,
+            save_official_checkpoint,
+        )
+    except ImportError:
+        raise _UsageError("make-tiny needs the reference implementation: pip install 'unityshots-jax[reference]'") from None
+    from unityshots_jax.reference.tiny_configs import tiny_19b_config, tiny_transformer_config
+
+    if os.path.exists(args.out):
+        raise _UsageError(f"{args.out}: output file exists; choose a new name")
+    sizes = dict(
+        num_layers=args.layers,
+        heads=args.heads,
+        head_dim=args.head_dim,
+        audio_heads=args.audio_heads,
+        audio_head_dim=args.audio_head_dim,
+        in_channels=args.channels,
+        audio_channels=args.channels,
+    )
+    make = tiny_19b_config if args.layout == "19b" else tiny_transformer_config
+    config = make(rope_type=args.rope, **sizes)
+    model = build_random_reference(config, args.seed, model_type=args.model_type)
+    save_official_checkpoint(model, config, args.out, extra_tensors=add_fake_connector_tensors(config, args.seed))
+    print(f"wrote a random {args.layout} {args.model_type} transformer ({args.rope} RoPE) to {args.out}")
+    return 0
+
+
+class _UsageError(ValueError):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unityshots", description="UnityShots on JAX: LTX-2.3 multi-shot audio-video.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="official LTX .safetensors -> orbax directory")
+    p.add_argument("src", help="official single-file checkpoint (.safetensors)")
+    p.add_argument("dst", help="new (or empty) output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_convert)
+
+    p = sub.add_parser("export", help="orbax directory -> official LTX .safetensors")
+    p.add_argument("src", help="directory written by 'unityshots convert'")
+    p.add_argument("out", help="new output file (.safetensors)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(run=_cmd_export)
+
+    p = sub.add_parser("verify", help="compare the converted model with ltx-core on seeded inputs")
+    p.add_argument("src", help="the official .safetensors the directory was converted from")
+    p.add_argument("dst", help="directory written by 'unityshots convert'")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--attention", choices=("dense", "chunked", "xla", "cudnn"), default="chunked")
+    p.set_defaults(run=_cmd_verify)
+
+    p = sub.add_parser("make-tiny", help="write a tiny random LTX transformer checkpoint in the official layout")
+    p.add_argument("out", help="new output file (.safetensors)")
+    p.add_argument("--layout", choices=("22b", "19b"), default="22b", help="LTX-2.3 (22b) or LTX-2 (19b) options")
+    p.add_argument("--rope", choices=("split", "interleaved"), default="split")
+    p.add_argument("--model-type", choices=("audio_video", "video_only", "audio_only"), default="audio_video")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--head-dim", type=int, default=16)
+    p.add_argument("--audio-heads", type=int, default=2)
+    p.add_argument("--audio-head-dim", type=int, default=8)
+    p.add_argument("--channels", type=int, default=16, help="latent channels per token (both streams)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_cmd_make_tiny)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from unityshots_jax.checkpoint.safetensors_io import CheckpointError
+    from unityshots_jax.ltx.config import ConfigError
+
+    try:
+        return args.run(args)
+    except (CheckpointError, ConfigError, _UsageError, ValueError, OSError) as e:
+        print(f"unityshots {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unityshots {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

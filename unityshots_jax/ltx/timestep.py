@@ -1,0 +1,37 @@
+"""Sinusoidal timestep embedding and AdaLN-single (PixArt-α style) of LTX-2."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from unityshots_jax.ltx.layers import dense
+
+TIMESTEP_CHANNELS = 256
+
+
+def timestep_embedding(t: jnp.ndarray, channels: int = TIMESTEP_CHANNELS, max_period: float = 10000.0) -> jnp.ndarray:
+    """`[n]` timesteps (already ×1000) → `[n, channels]` float32 `[cos(t·f), sin(t·f)]`, f_k = P^(−k/half)."""
+    half = channels // 2
+    freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / half)
+    args = t.astype(jnp.float32)[:, None] * freqs[None, :]
+    return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
+
+
+class AdaLNSingle(nnx.Module):
+    """timestep → (SiLU-MLP embedding `[n, dim]`, its projection `[n, coefficient·dim]`)."""
+
+    def __init__(self, dim: int, coefficient: int, rngs: nnx.Rngs):
+        self.coefficient = coefficient
+        self.linear_1 = dense(rngs, TIMESTEP_CHANNELS, dim, (None, "embed"))
+        self.linear_2 = dense(rngs, dim, dim, ("embed", "mlp"))
+        self.linear = dense(rngs, dim, coefficient * dim, ("embed", "mlp"))
+
+    def __call__(self, t: jnp.ndarray, dtype: jnp.dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """t: `[n]` scaled timesteps → (projection `[n, coefficient·dim]`, embedding `[n, dim]`) in `dtype`."""
+        emb = timestep_embedding(t).astype(dtype)
+        emb = self.linear_2(jax.nn.silu(self.linear_1(emb)))
+        return self.linear(jax.nn.silu(emb)), emb
