@@ -63,6 +63,11 @@ def _cmd_make_tiny(args: argparse.Namespace) -> int:
         in_channels=args.channels,
         audio_channels=args.channels,
     )
+    # A single-stream model has no A<->V attention, so the absent stream's head count need not match.
+    if args.model_type == "audio_only":
+        sizes["heads"] = args.audio_heads
+    elif args.model_type == "video_only":
+        sizes["audio_heads"] = args.heads
     make = tiny_19b_config if args.layout == "19b" else tiny_transformer_config
     config = make(rope_type=args.rope, **sizes)
     model = build_random_reference(config, args.seed, model_type=args.model_type)
@@ -96,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="directory written by 'unityshots convert'")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--attention", choices=("dense", "chunked", "xla", "cudnn"), default="chunked")
+    p.add_argument("--attention", choices=("flash", "chunked", "dense", "xla", "cudnn"), default="flash")
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser("make-tiny", help="write a tiny random LTX transformer checkpoint in the official layout")

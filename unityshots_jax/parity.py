@@ -8,13 +8,12 @@ ltx-core 1.0.0).
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from unityshots_jax.checkpoint.ltx_convert import load_params, params_as, read_converted_config
+from unityshots_jax.checkpoint.ltx_convert import load_params, params_as, read_checkpoint_config, read_converted_config
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
 from unityshots_jax.ltx.config import ExecutionConfig, LTXConfig
 from unityshots_jax.ltx.inputs import Perturbations, StreamInput
@@ -85,7 +84,7 @@ def load_flax(converted: str, dtype: str) -> tuple[LTXConfig, nnx.GraphDef, nnx.
     return cfg, graphdef, state
 
 
-def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, attention: str = "chunked") -> list[Row]:
+def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, attention: str = "flash") -> list[Row]:
     """Compare reference and Flax outputs on every parity case; returns one row per (case, stream)."""
     from unityshots_jax.reference.ltx_reference import load_reference
     from unityshots_jax.reference.run_reference import run_reference
@@ -94,8 +93,8 @@ def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, a
     if dtype not in TOLERANCE:
         raise ValueError(f"--dtype: expected one of {sorted(TOLERANCE)}, got {dtype!r}")
     meta, cfg = read_converted_config(converted)
-    file = SafetensorsFile(src)
-    if json.loads(file.metadata.get("config", "null")) != meta["checkpoint_config"]:
+    full, _ = read_checkpoint_config(SafetensorsFile(src))
+    if full != meta["checkpoint_config"]:
         raise CheckpointError(f"{src}: its metadata['config'] differs from the one {converted} was converted from")
     cfg, graphdef, params = load_flax(converted, dtype)
     reference = load_reference(src, dtype, model_type=cfg.model_type)

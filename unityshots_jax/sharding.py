@@ -69,7 +69,7 @@ def use_mesh(mesh: Mesh, rules: Sequence[tuple[str, object]] = DEFAULT_RULES) ->
     """Activate `mesh` and logical `rules` for `constrain` (and as JAX's current mesh)."""
     token = _ACTIVE.set((mesh, tuple(rules)))
     try:
-        with jax.sharding.use_mesh(mesh):
+        with jax.set_mesh(mesh):
             yield
     finally:
         _ACTIVE.reset(token)

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from tqdm import tqdm
@@ -97,7 +98,7 @@ def _check_tensors(file: SafetensorsFile, cfg: LTXConfig) -> tuple[dict, list[st
         got = file.info(key)[1]
         if got != shape:
             raise CheckpointError(f"{file.path}: tensor {key} has shape {list(got)}, expected {list(shape)}")
-        if not np.issubdtype(file.info(key)[0], np.floating):
+        if not jnp.issubdtype(file.info(key)[0], jnp.floating):  # numpy alone does not know bf16 is a float
             raise CheckpointError(f"{file.path}: tensor {key} has dtype {file.info(key)[0]}, expected a float type")
     extras = []
     for key in sorted(present - set(wanted)):

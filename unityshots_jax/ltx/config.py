@@ -236,13 +236,15 @@ class LTXConfig:
 class ExecutionConfig:
     """How the transformer runs; none of these change the math.
 
-    attention: "dense" (softmax(QKᵀ)V in XLA), "chunked" (queries in chunks of `attention_chunk`, the fastest on
-    CPU), "xla" / "cudnn" (`jax.nn.dot_product_attention` with that implementation; cudnn needs a GPU).
+    attention: "flash" (queries in chunks of `attention_chunk`, online softmax over key tiles, a backward that
+    recomputes instead of storing probabilities; the fastest on CPU), "chunked" (queries in chunks, plain
+    softmax), "dense" (softmax(QKᵀ)V in XLA), "xla" / "cudnn" (`jax.nn.dot_product_attention` with that
+    implementation; cudnn needs a GPU and bf16).
     remat: "none", "full" (recompute each block), "dots" (save matmul outputs without batch dims).
     dtype: activation dtype ("float32" or "bfloat16"); norms, softmax and modulation tables stay in float32 math.
     """
 
-    attention: Literal["dense", "chunked", "xla", "cudnn"] = "chunked"
-    attention_chunk: int = 256
+    attention: Literal["flash", "chunked", "dense", "xla", "cudnn"] = "flash"
+    attention_chunk: int = 128
     remat: Literal["none", "full", "dots"] = "none"
     dtype: Literal["float32", "bfloat16"] = "float32"

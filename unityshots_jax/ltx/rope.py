@@ -40,9 +40,13 @@ def frequency_grid(theta: float, n_axes: int, dim: int, double_precision: bool) 
     if double_precision:
         exps = np.linspace(0.0, 1.0, count, dtype=np.float64)
         return (np.power(np.float64(theta), exps) * math.pi / 2).astype(np.float32)
-    exps = np.linspace(np.float32(0.0), np.float32(1.0), count, dtype=np.float32)
-    grid = np.power(np.float32(theta), exps, dtype=np.float32)
-    return (grid * np.float32(math.pi / 2)).astype(np.float32)
+    # float32 path, reproducing torch's CPU arithmetic: linspace takes a float32 step and rounds
+    # start + step*i (first half) / end - step*(n-1-i) (second half) once; pow rounds once; then ×π and /2.
+    i = np.arange(count, dtype=np.float64)
+    step = np.float64(np.float32(1.0) / np.float32(max(count - 1, 1)))
+    exps = np.where(i < count // 2, step * i, 1.0 - step * (count - 1 - i)).astype(np.float32)
+    grid = np.power(np.float64(np.float32(theta)), exps.astype(np.float64)).astype(np.float32)
+    return (grid * np.float32(math.pi)) / np.float32(2)
 
 
 def _angles(positions: jnp.ndarray, grid: np.ndarray, max_pos: tuple[int, ...], middle: bool) -> jnp.ndarray:
