@@ -21,7 +21,8 @@ class StreamContext:
     prompt_proj:    `[batch, 1, 2·dim]` prompt AdaLN projection of σ (cross_attention_adaln), else None.
     context:        `[batch, text_tokens, dim]` text context (after the caption projection, if any).
     context_bias:   `[batch, 1, 1, text_tokens]` additive text mask, or None.
-    self_bias:      `[batch, 1, tokens, tokens]` additive self-attention mask, or None.
+    self_bias:      `[batch, 1, tokens or 1, tokens]` additive self-attention mask (incl. padding keys), or None.
+    key_bias:       `[batch, 1, 1, tokens]` additive mask hiding this stream's padding tokens as keys, or None.
     rope:           RoPE tables for self-attention.
     cross_rope:     RoPE tables (time only) for A↔V attention, or None without the other stream.
     cross_scale_shift: `[batch, 1 or tokens, 4·dim]` A↔V scale/shift projection, or None.
@@ -34,6 +35,7 @@ class StreamContext:
     context_bias: jnp.ndarray | None
     self_bias: jnp.ndarray | None
     rope: RopeTables
+    key_bias: jnp.ndarray | None = None
     cross_rope: RopeTables | None = None
     cross_scale_shift: jnp.ndarray | None = None
     cross_gate: jnp.ndarray | None = None
@@ -145,6 +147,7 @@ class AVBlock(nnx.Module):
                 vn * (1 + scale_v) + shift_v,
                 kernel,
                 context=an * (1 + scale_a) + shift_a,
+                bias=audio.key_bias,
                 q_rope=video.cross_rope,
                 k_rope=audio.cross_rope,
             )
@@ -156,6 +159,7 @@ class AVBlock(nnx.Module):
                 an * (1 + scale_a) + shift_a,
                 kernel,
                 context=vn * (1 + scale_v) + shift_v,
+                bias=video.key_bias,
                 q_rope=audio.cross_rope,
                 k_rope=video.cross_rope,
             )

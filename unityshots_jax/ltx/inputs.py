@@ -22,6 +22,11 @@ class StreamInput:
     context:        `[batch, text_tokens, context_dim]` text embeddings.
     context_mask:   `[batch, text_tokens]` 1 = attend, 0 = padding; None attends to all.
     attention_mask: `[batch, tokens, tokens]` in [0, 1] self-attention strengths; None = full attention.
+    token_mask:     `[batch, tokens]` 1 = real token, 0 = padding (our extension, for fixed-shape batches): padding
+                    is never attended to — not by this stream's self-attention, nor by the other stream's A↔V
+                    attention. None = every token is real (ltx-core's behaviour).
+    timestep_offset: `[batch, dim]` added to the embedded timestep before the per-block AdaLN projections and the
+                    output head (our extension: the story model's cut-type embedding). None = nothing added.
     """
 
     latent: jnp.ndarray
@@ -31,6 +36,8 @@ class StreamInput:
     context: jnp.ndarray
     context_mask: jnp.ndarray | None = None
     attention_mask: jnp.ndarray | None = None
+    token_mask: jnp.ndarray | None = None
+    timestep_offset: jnp.ndarray | None = None
 
 
 @struct.dataclass

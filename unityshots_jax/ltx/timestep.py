@@ -30,8 +30,16 @@ class AdaLNSingle(nnx.Module):
         self.linear_2 = dense(rngs, dim, dim, ("embed", "mlp"))
         self.linear = dense(rngs, dim, coefficient * dim, ("embed", "mlp"))
 
+    def embed(self, t: jnp.ndarray, dtype: jnp.dtype) -> jnp.ndarray:
+        """t: `[n]` scaled timesteps → embedding `[n, dim]` in `dtype`."""
+        emb = timestep_embedding(t).astype(dtype)
+        return self.linear_2(jax.nn.silu(self.linear_1(emb)))
+
+    def project(self, emb: jnp.ndarray) -> jnp.ndarray:
+        """embedding `[..., dim]` → modulation projection `[..., coefficient·dim]`."""
+        return self.linear(jax.nn.silu(emb))
+
     def __call__(self, t: jnp.ndarray, dtype: jnp.dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
         """t: `[n]` scaled timesteps → (projection `[n, coefficient·dim]`, embedding `[n, dim]`) in `dtype`."""
-        emb = timestep_embedding(t).astype(dtype)
-        emb = self.linear_2(jax.nn.silu(self.linear_1(emb)))
-        return self.linear(jax.nn.silu(emb)), emb
+        emb = self.embed(t, dtype)
+        return self.project(emb), emb

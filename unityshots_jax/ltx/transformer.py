@@ -71,7 +71,8 @@ class LTXModel(nnx.Module):
     # ------------------------------------------------------------------------------------------------ preprocessing
     def _stream_context(
         self, x: jnp.ndarray, inp: StreamInput, other: StreamInput | None, audio: bool
-    ) -> StreamContext:
+    ) -> tuple[StreamContext, jnp.ndarray]:
+        """(the blocks' per-stream context, the embedded timestep `[batch, tokens or 1, dim]` for the head)."""
         cfg = self.cfg
         stream: StreamConfig = cfg.audio if audio else cfg.video
         prefix = "audio_" if audio else ""
@@ -79,8 +80,10 @@ class LTXModel(nnx.Module):
         b = x.shape[0]
         mult = cfg.timestep_scale_multiplier
         adaln: AdaLNSingle = getattr(self, f"{prefix}adaln_single")
-        ts_proj, ts_emb = adaln((inp.timesteps * mult).reshape(-1), dtype)
-        ts_proj, ts_emb = ts_proj.reshape(b, -1, ts_proj.shape[-1]), ts_emb.reshape(b, -1, ts_emb.shape[-1])
+        ts_emb = adaln.embed((inp.timesteps * mult).reshape(-1), dtype).reshape(b, -1, stream.dim)
+        if inp.timestep_offset is not None:
+            ts_emb = ts_emb + inp.timestep_offset.astype(dtype)[:, None, :]
+        ts_proj = adaln.project(ts_emb)
         prompt_proj = None
         if cfg.cross_attention_adaln:
             prompt_adaln: AdaLNSingle = getattr(self, f"{prefix}prompt_adaln_single")
@@ -98,6 +101,10 @@ class LTXModel(nnx.Module):
             m = inp.attention_mask.astype(dtype)
             tiny, low = jnp.finfo(dtype).tiny, jnp.finfo(dtype).min
             self_bias = jnp.where(m > 0, jnp.log(jnp.maximum(m, tiny)), low)[:, None]
+        key_bias = None
+        if inp.token_mask is not None:
+            key_bias = jnp.where(inp.token_mask.reshape(b, 1, 1, -1) > 0, 0.0, jnp.finfo(dtype).min).astype(dtype)
+            self_bias = key_bias if self_bias is None else jnp.maximum(self_bias + key_bias, jnp.finfo(dtype).min)
         rope = rope_tables(
             inp.positions,
             dim=stream.dim,
@@ -108,7 +115,7 @@ class LTXModel(nnx.Module):
             double_precision=cfg.rope_double_precision,
             dtype=dtype,
         )
-        ctx = StreamContext(ts_proj, prompt_proj, context, context_bias, self_bias, rope)
+        ctx = StreamContext(ts_proj, prompt_proj, context, context_bias, self_bias, rope, key_bias)
         if other is None or not (cfg.has_video and cfg.has_audio):
             return ctx, ts_emb
         cross_rope = rope_tables(
