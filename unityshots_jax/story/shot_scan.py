@@ -1,0 +1,139 @@
+"""Generation: a `jax.lax.scan` over shots carrying the story state, a scan over denoising steps inside it.
+
+Per shot: write the LTM for the boundary entering it, draw noise, run the LTX-2 Euler loop on the scheduler's
+sigmas with the reference's multimodal guidance (CFG, STG, modality isolation, rescale; the passes a step needs
+run as one batch), re-impose the I2V first frame after every step, then store the shot's tail. Stories of any
+length up to `max_shots` share one compilation (padding shots leave the state untouched and output zeros).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from unityshots_jax.ltx.config import ExecutionConfig
+from unityshots_jax.ltx.inputs import Perturbations
+from unityshots_jax.ltx.sampling import GuidanceParams, euler_step, guided_x0, ltx2_sigmas, needed_passes, post_process
+from unityshots_jax.ltx.transformer import to_denoised
+from unityshots_jax.story.shot_sequence import ShotConditioning, shot_video_mask, with_first_frame
+from unityshots_jax.story.story_inputs import StoryInputs
+from unityshots_jax.story.story_model import StoryModel, shot_velocity, zero_padding
+from unityshots_jax.story.story_state import StoryState, enter_shot, finish_shot, init_state
+
+NO_GUIDANCE = GuidanceParams(cfg=1.0, stg=0.0, modality=1.0, rescale=0.0, stg_blocks=())
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """steps: LTX2Scheduler steps (30 for LTX-2.3); shift_tokens: the token count its shift uses (the pipelines
+    pass none, i.e. 4096); video / audio: guidance per stream (ltx.sampling.LTX23_VIDEO / LTX23_AUDIO for the
+    pipelines' values; the default runs one pass per step)."""
+
+    steps: int = 30
+    shift_tokens: int = 4096
+    video: GuidanceParams = NO_GUIDANCE
+    audio: GuidanceParams = NO_GUIDANCE
+
+
+def _guidance_batch(model: StoryModel, inputs: StoryInputs, shot: ShotConditioning, sampling: SamplingConfig, batch: int):
+    """The passes a step runs, stacked on the batch axis: (shot conditioning ×P, perturbations, pass names)."""
+    uncond, perturbed, isolated = needed_passes(sampling.video, sampling.audio)
+    layers = model.ltx_cfg.num_layers
+    names, shots, specs = ["cond"], [shot], [[()] * batch]
+    if uncond:
+        names.append("uncond")
+        shots.append(shot.replace(
+            video_context=inputs.negative_video_context,
+            audio_context=inputs.negative_audio_context,
+            context_mask=inputs.negative_context_mask,
+        ))
+        specs.append([()] * batch)
+    if perturbed:
+        names.append("perturbed")
+        shots.append(shot)
+        stg = [("skip_video_self_attn", sampling.video.stg_blocks), ("skip_audio_self_attn", sampling.audio.stg_blocks)]
+        specs.append([tuple((k, tuple(b)) for k, b in stg if b)] * batch)
+    if isolated:
+        names.append("isolated")
+        shots.append(shot)
+        specs.append([(("skip_a2v_cross_attn", None), ("skip_v2a_cross_attn", None))] * batch)
+    stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs, 0), *shots)
+    perturbations = Perturbations.from_spec([s for group in specs for s in group], layers)
+    return stacked, perturbations, names
+
+
+def denoise_shot(
+    model: StoryModel,
+    inputs: StoryInputs,
+    shot: ShotConditioning,
+    state: StoryState,
+    key: jax.Array,
+    sampling: SamplingConfig,
+    execution: ExecutionConfig,
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """One shot from noise: clean video `[batch, F, H, W, C]` and audio `[batch, Fa, Ca]` latents."""
+    cfg = model.story_cfg
+    b = shot.mode.shape[0]
+    dtype = jnp.dtype(execution.dtype)
+    kv, ka = jax.random.split(key)
+    x_video = with_first_frame(jax.random.normal(kv, (b, cfg.video_frames, cfg.height, cfg.width, cfg.latent_channels), jnp.float32).astype(dtype), shot)
+    x_audio = jax.random.normal(ka, (b, cfg.audio_frames, cfg.audio_channels), jnp.float32).astype(dtype)
+    clean_video = with_first_frame(jnp.zeros_like(x_video), shot)
+    mask = shot_video_mask(shot, cfg).reshape(b, cfg.video_frames, cfg.height, cfg.width, 1)
+    stacked, perturbations, names = _guidance_batch(model, inputs, shot, sampling, b)
+    passes = len(names)
+    refs = jax.tree.map(lambda x: jnp.concatenate([x] * passes, 0), inputs.refs)
+    state_p = jax.tree.map(lambda x: jnp.concatenate([x] * passes, 0), state)
+    sigmas = jnp.asarray(ltx2_sigmas(sampling.steps, tokens=sampling.shift_tokens))
+
+    def step(carry, sig):
+        xv, xa = carry
+        sigma, sigma_next = sig
+        rep = lambda x: jnp.concatenate([x] * passes, 0)  # noqa: E731
+        sig_b = jnp.full((b * passes,), sigma, jnp.float32)
+        vv, va = shot_velocity(model, rep(xv), rep(xa), sig_b, stacked, refs, state_p, perturbations, execution)
+        x0v = to_denoised(rep(xv), vv, sigma * jnp.concatenate([mask] * passes, 0))
+        x0a = to_denoised(rep(xa), va, sigma)
+        split = lambda x: dict(zip(names, jnp.split(x, passes, 0)))  # noqa: E731
+        gv, ga = split(x0v), split(x0a)
+        x0v = sampling.video.apply(gv["cond"], gv.get("uncond"), gv.get("perturbed"), gv.get("isolated"))
+        x0a = sampling.audio.apply(ga["cond"], ga.get("uncond"), ga.get("perturbed"), ga.get("isolated"))
+        x0v = post_process(x0v, clean_video, mask)
+        return (euler_step(xv, x0v, sigma, sigma_next), euler_step(xa, x0a, sigma, sigma_next)), None
+
+    (xv, xa), _ = jax.lax.scan(step, (x_video, x_audio), (sigmas[:-1], sigmas[1:]))
+    return xv, xa
+
+
+def story_step(model, inputs, sampling, execution, carry, xs):
+    """One shot of the story scan: (state, key), shot → (state, key), (video, audio)."""
+    state, key = carry
+    shot = xs
+    key, sub = jax.random.split(key)
+    state = enter_shot(state, shot.boundary, shot.valid, model.story_cfg)
+    video, audio = denoise_shot(model, inputs, shot, state, sub, sampling, execution)
+    video, audio = zero_padding(video, audio, shot, model.story_cfg)
+    state = finish_shot(state, video, shot.n_frames, shot.valid, model.story_cfg)
+    return (state, key), (video, audio)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "execution"))
+def generate_story(
+    graphdef: nnx.GraphDef,
+    params: nnx.State,
+    inputs: StoryInputs,
+    key: jax.Array,
+    sampling: SamplingConfig = SamplingConfig(),
+    execution: ExecutionConfig = ExecutionConfig(),
+) -> tuple[jnp.ndarray, jnp.ndarray, StoryState]:
+    """All shots: video `[shots, batch, F, H, W, C]`, audio `[shots, batch, Fa, Ca]` (padding shots and
+    frames are zero), and the final story state. Pure and jitted; one compilation per shape configuration."""
+    model = nnx.merge(graphdef, params)
+    state = init_state(model.story_cfg, inputs.batch, jnp.dtype(execution.dtype))
+    body = functools.partial(story_step, model, inputs, sampling, execution)
+    (state, _), (video, audio) = jax.lax.scan(body, (state, key), inputs.shots)
+    return video, audio, state

@@ -1,0 +1,168 @@
+"""A story's inputs as fixed-shape arrays, checked before any compute, padded to the configured maximum."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from unityshots_jax.story.boundary_gate import boundary_score
+from unityshots_jax.story.shot_sequence import MODES, References, ShotConditioning
+from unityshots_jax.story.story_config import StoryConfig
+
+
+class StoryInputError(ValueError):
+    """Inconsistent story inputs; the message names the field."""
+
+
+@struct.dataclass
+class StoryInputs:
+    """Every shot's conditioning with a leading shot axis (`ShotConditioning` fields `[shots, batch, …]`), the
+    references, and the negative prompt for classifier-free guidance (`[batch, text_tokens, dim]` each)."""
+
+    shots: ShotConditioning
+    refs: References
+    negative_video_context: jnp.ndarray
+    negative_audio_context: jnp.ndarray
+    negative_context_mask: jnp.ndarray
+
+    @property
+    def num_shots(self) -> int:
+        return int(self.shots.mode.shape[0])
+
+    @property
+    def batch(self) -> int:
+        return int(self.shots.mode.shape[1])
+
+
+def _check_shape(name: str, arr, expected: tuple) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.shape != tuple(expected):
+        raise StoryInputError(f"{name}: expected shape {list(expected)}, got {list(arr.shape)}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise StoryInputError(f"{name}: contains NaN or infinity")
+    return arr
+
+
+def make_story_inputs(
+    cfg: StoryConfig,
+    *,
+    video_context,
+    audio_context,
+    context_mask,
+    modes,
+    cut_strength,
+    n_frames,
+    boundary=None,
+    boundary_signals=None,
+    n_audio,
+    first_frame=None,
+    ref_image=None,
+    ref_audio=None,
+    ref_audio_mask=None,
+    negative_video_context=None,
+    negative_audio_context=None,
+    negative_context_mask=None,
+) -> StoryInputs:
+    """Validate host arrays for k shots (batch first: `[batch, k, …]`) and pad them to `cfg.max_shots`.
+
+    video_context `[batch, k, S, Dv]`, audio_context `[batch, k, S, Da]`, context_mask `[batch, k, S]`;
+    modes `[batch, k]` ints or "t2v"/"i2v"/"r2v"; cut_strength `[batch, k]` τ in [0, 1]; boundary `[batch, k]` b̄ in
+    [0, 1] given directly, or else derived by Eq. 2 from `boundary_signals` {"s_vis", "s_aud", "s_beat"} (each
+    `[batch, k]` in [0, 1]; missing signals count as present, 1) and τ; n_frames `[batch, k]` in [stm_frames, video_frames]; n_audio `[batch, k]` in [1, audio_frames];
+    first_frame `[batch, k, H, W, C]` (required where a shot is I2V); ref_image `[batch, R, H, W, C]` (required
+    for R2V); ref_audio `[batch, Fr, Ca]` with ref_audio_mask `[batch, Fr]`; negative contexts like one shot's.
+    Raises StoryInputError naming the field on any inconsistency.
+    """
+    vc = np.asarray(video_context)
+    if vc.ndim != 4:
+        raise StoryInputError(f"video_context: expected [batch, shots, tokens, dim], got shape {list(vc.shape)}")
+    b, k, s, dv = vc.shape
+    if k < 1 or k > cfg.max_shots:
+        raise StoryInputError(f"shots: {k} shots, the configuration allows 1 to {cfg.max_shots}")
+    if s != cfg.text_tokens:
+        raise StoryInputError(f"video_context: {s} text tokens, the configuration has {cfg.text_tokens}")
+    ac = _check_shape("audio_context", audio_context, (b, k, s, np.asarray(audio_context).shape[-1]))
+    cm = _check_shape("context_mask", context_mask, (b, k, s))
+    raw_modes = np.asarray(modes)
+    if raw_modes.shape != (b, k):
+        raise StoryInputError(f"modes: expected shape {[b, k]}, got {list(raw_modes.shape)}")
+    if raw_modes.dtype.kind in "US":
+        bad = [m for m in raw_modes.reshape(-1) if str(m).lower() not in MODES]
+        if bad:
+            raise StoryInputError(f"modes: unknown mode {bad[0]!r}; expected one of {sorted(MODES)}")
+        md = np.vectorize(lambda m: MODES[str(m).lower()])(raw_modes).astype(np.int32)
+    else:
+        md = raw_modes.astype(np.int32)
+        if not np.isin(md, list(MODES.values())).all():
+            raise StoryInputError(f"modes: values must be 0 (t2v), 1 (i2v) or 2 (r2v), got {sorted(set(md.reshape(-1)))}")
+    tau = _check_shape("cut_strength", cut_strength, (b, k)).astype(np.float32)
+    if boundary is None:
+        signals = {name: np.ones((b, k), np.float32) for name in ("s_vis", "s_aud", "s_beat")}
+        for name, value in (boundary_signals or {}).items():
+            if name not in signals:
+                raise StoryInputError(f"boundary_signals: unknown signal {name!r}; expected s_vis, s_aud, s_beat")
+            signals[name] = _check_shape(f"boundary_signals.{name}", value, (b, k)).astype(np.float32)
+            if signals[name].min() < 0 or signals[name].max() > 1:
+                raise StoryInputError(f"boundary_signals.{name}: values must lie in [0, 1]")
+        boundary = np.asarray(boundary_score(tau, signals["s_vis"], signals["s_aud"], signals["s_beat"], cfg.gate))
+    bnd = _check_shape("boundary", boundary, (b, k)).astype(np.float32)
+    for name, arr in (("cut_strength", tau), ("boundary", bnd)):
+        if arr.min() < 0 or arr.max() > 1:
+            raise StoryInputError(f"{name}: values must lie in [0, 1], got [{arr.min():g}, {arr.max():g}]")
+    nf = _check_shape("n_frames", n_frames, (b, k)).astype(np.int32)
+    if nf.min() < cfg.stm_frames or nf.max() > cfg.video_frames:
+        raise StoryInputError(f"n_frames: each shot needs {cfg.stm_frames} to {cfg.video_frames} latent frames, got {nf.min()}..{nf.max()}")
+    na = _check_shape("n_audio", n_audio, (b, k)).astype(np.int32)
+    if na.min() < 1 or na.max() > cfg.audio_frames:
+        raise StoryInputError(f"n_audio: each shot needs 1 to {cfg.audio_frames} audio latent frames, got {na.min()}..{na.max()}")
+    frame = (cfg.height, cfg.width, cfg.latent_channels)
+    if first_frame is None:
+        if (md == MODES["i2v"]).any():
+            raise StoryInputError("first_frame: an i2v shot needs a first-frame latent")
+        first_frame = np.zeros((b, k, *frame), np.float32)
+    ff = _check_shape("first_frame", first_frame, (b, k, *frame)).astype(np.float32)
+    if ref_image is None:
+        if (md == MODES["r2v"]).any():
+            raise StoryInputError("ref_image: an r2v shot needs a reference identity latent")
+        ref_image, image_valid = np.zeros((b, cfg.ref_image_frames, *frame), np.float32), np.zeros((b,), np.float32)
+    else:
+        image_valid = np.ones((b,), np.float32)
+    ri = _check_shape("ref_image", ref_image, (b, cfg.ref_image_frames, *frame)).astype(np.float32)
+    if ref_audio is None:
+        ref_audio = np.zeros((b, cfg.ref_audio_frames, cfg.audio_channels), np.float32)
+        ref_audio_mask = np.zeros((b, cfg.ref_audio_frames), np.float32)
+    ra = _check_shape("ref_audio", ref_audio, (b, cfg.ref_audio_frames, cfg.audio_channels)).astype(np.float32)
+    if ref_audio_mask is None:
+        ref_audio_mask = np.ones((b, cfg.ref_audio_frames), np.float32)
+    ram = _check_shape("ref_audio_mask", ref_audio_mask, (b, cfg.ref_audio_frames)).astype(np.float32)
+    nvc = np.zeros_like(vc[:, 0]) if negative_video_context is None else negative_video_context
+    nac = np.zeros_like(ac[:, 0]) if negative_audio_context is None else negative_audio_context
+    ncm = np.ones_like(cm[:, 0]) if negative_context_mask is None else negative_context_mask
+    nvc = _check_shape("negative_video_context", nvc, vc[:, 0].shape)
+    nac = _check_shape("negative_audio_context", nac, ac[:, 0].shape)
+    ncm = _check_shape("negative_context_mask", ncm, cm[:, 0].shape)
+
+    pad = cfg.max_shots - k
+
+    def shots_first(arr, fill=0):
+        arr = np.swapaxes(np.asarray(arr), 0, 1)  # [k, batch, ...]
+        if pad:
+            filler = np.full((pad, *arr.shape[1:]), fill, arr.dtype)
+            arr = np.concatenate([arr, filler], 0)
+        return jnp.asarray(arr)
+
+    shots = ShotConditioning(
+        video_context=shots_first(vc.astype(np.float32)),
+        audio_context=shots_first(ac.astype(np.float32)),
+        context_mask=shots_first(cm.astype(np.int32), 1),
+        mode=shots_first(md),
+        first_frame=shots_first(ff),
+        n_frames=shots_first(nf, cfg.video_frames),
+        n_audio=shots_first(na, cfg.audio_frames),
+        cut_strength=shots_first(tau),
+        boundary=shots_first(bnd),
+        valid=shots_first(np.ones((b, k), bool), False),
+    )
+    refs = References(jnp.asarray(ri), jnp.asarray(image_valid), jnp.asarray(ra), jnp.asarray(ram))
+    return StoryInputs(shots, refs, jnp.asarray(nvc, jnp.float32), jnp.asarray(nac, jnp.float32), jnp.asarray(ncm, jnp.int32))
