@@ -78,6 +78,7 @@ def make_story_inputs(
     if vc.ndim != 4:
         raise StoryInputError(f"video_context: expected [batch, shots, tokens, dim], got shape {list(vc.shape)}")
     b, k, s, dv = vc.shape
+    vc = _check_shape("video_context", vc, vc.shape)
     if k < 1 or k > cfg.max_shots:
         raise StoryInputError(f"shots: {k} shots, the configuration allows 1 to {cfg.max_shots}")
     if s != cfg.text_tokens:

@@ -1,0 +1,1 @@
+"""Shots-Forcing training: the loss, optimizer, sharded step, checkpoints and the training loop."""

@@ -1,0 +1,142 @@
+"""The Shots-Forcing loss: a story unrolled with teacher forcing through the sampler's own shot scan.
+
+For every shot n (a `jax.lax.scan`, the same `enter_shot` / `shot_velocity` / `finish_shot` the sampler uses):
+write the LTM for the boundary entering shot n, pick the shot's conditioning mode (I2V / T2V / R2V, default
+0.5 / 0.3 / 0.2, among the modes the record allows), drop the reference voice with probability 10 %, noise the
+ground-truth latents at σ ~ the LTX trainer's distribution, predict the velocity, and score it against
+ε − x0 on the shot's own noisy tokens. Then the memory for shot n + 1 is written from the ground-truth latents
+of shot n (teacher forcing). The loss covers every shot or only the last one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from unityshots_jax.ltx.config import ExecutionConfig
+from unityshots_jax.story.shot_sequence import T2V, References, ShotConditioning, loss_masks, with_first_frame
+from unityshots_jax.story.story_model import StoryModel, shot_velocity
+from unityshots_jax.story.story_state import enter_shot, finish_shot, init_state
+from unityshots_jax.train.timestep_sampling import sample_sigmas
+
+
+@struct.dataclass
+class TrainBatch:
+    """A batch of stories on device (leading batch axis B, shot axis K = max_shots).
+
+    video_latents `[B, K, F, H, W, C]`, n_frames `[B, K]`, audio_latents `[B, K, Fa, Ca]`, n_audio `[B, K]`,
+    video_context `[B, K, S, Dv]`, audio_context `[B, K, S, Da]`, context_mask `[B, K, S]`, cut_strength `[B, K]`,
+    boundary `[B, K]`, allowed_modes `[B, K, 3]` (T2V, I2V, R2V), shot_valid `[B, K]`, ref_image `[B, R, H, W, C]`,
+    has_ref_image `[B]`, ref_audio `[B, Fr, Ca]`, ref_audio_mask `[B, Fr]`.
+    """
+
+    video_latents: jnp.ndarray
+    n_frames: jnp.ndarray
+    audio_latents: jnp.ndarray
+    n_audio: jnp.ndarray
+    video_context: jnp.ndarray
+    audio_context: jnp.ndarray
+    context_mask: jnp.ndarray
+    cut_strength: jnp.ndarray
+    boundary: jnp.ndarray
+    allowed_modes: jnp.ndarray
+    shot_valid: jnp.ndarray
+    ref_image: jnp.ndarray
+    has_ref_image: jnp.ndarray
+    ref_audio: jnp.ndarray
+    ref_audio_mask: jnp.ndarray
+
+    @classmethod
+    def from_host(cls, batch) -> "TrainBatch":
+        """From any object with these fields (e.g. the data pipeline's `StoryBatch` of numpy arrays)."""
+        return cls(**{f.name: jnp.asarray(getattr(batch, f.name)) for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """mode_probs: (T2V, I2V, R2V) sampling probabilities per shot (paper: 0.3, 0.5, 0.2), renormalised over the
+    modes a shot allows; ref_audio_dropout: probability of hiding the reference voice for a shot; loss_on: "all"
+    shots or only the "last" valid one; timesteps: "shifted_logit_normal" (LTX trainer) or "uniform"."""
+
+    mode_probs: tuple[float, float, float] = (0.3, 0.5, 0.2)
+    ref_audio_dropout: float = 0.1
+    loss_on: str = "all"
+    timesteps: str = "shifted_logit_normal"
+    audio_weight: float = 1.0
+
+
+def _sample_modes(key, allowed: jnp.ndarray, has_ref: jnp.ndarray, probs) -> jnp.ndarray:
+    """allowed `[B, 3]` bool, has_ref `[B]` → modes `[B]` (R2V needs a reference image)."""
+    ok = allowed.astype(bool) & jnp.stack([jnp.ones_like(has_ref, bool), jnp.ones_like(has_ref, bool), has_ref > 0], -1)
+    ok = ok.at[:, T2V].set(ok[:, T2V] | ~ok.any(-1))  # nothing allowed → plain text-to-video
+    logits = jnp.where(ok, jnp.log(jnp.asarray(probs, jnp.float32))[None], -jnp.inf)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def _masked_mse(err: jnp.ndarray, mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Sum of squared error over masked positions (all channels) and the count of masked values, per sample."""
+    se = jnp.sum(jnp.square(err.astype(jnp.float32)), axis=-1) * mask
+    axes = tuple(range(1, se.ndim))
+    return jnp.sum(se, axes), jnp.sum(mask, axes) * err.shape[-1]
+
+
+def story_loss(
+    model: StoryModel, batch: TrainBatch, key: jax.Array, loss_cfg: LossConfig, execution: ExecutionConfig
+) -> tuple[jnp.ndarray, dict]:
+    """Mean flow-matching loss over the supervised shots of the batch, and metrics (loss_video, loss_audio)."""
+    cfg = model.story_cfg
+    b, k = batch.n_frames.shape
+    dtype = jnp.dtype(execution.dtype)
+    refs = References(batch.ref_image, batch.has_ref_image.astype(jnp.float32), batch.ref_audio, batch.ref_audio_mask)
+    last = jnp.sum(batch.shot_valid.astype(jnp.int32), axis=1) - 1
+    shot_tokens = cfg.video_frames * cfg.frame_tokens
+
+    def step(carry, xs):
+        state, key = carry
+        n, x0_video, x0_audio, vctx, actx, cmask, tau, bnd, allowed, nf, na, valid = xs
+        key, k_mode, k_drop, k_sig, k_nv, k_na = jax.random.split(key, 6)
+        mode = _sample_modes(k_mode, allowed, batch.has_ref_image, loss_cfg.mode_probs)
+        shot = ShotConditioning(vctx, actx, cmask, mode, x0_video[:, 0], nf, na, tau, bnd, valid)
+        state = enter_shot(state, bnd, valid, cfg)
+        keep_voice = jax.random.uniform(k_drop, (b,)) >= loss_cfg.ref_audio_dropout
+        shot_refs = refs.replace(audio_mask=refs.audio_mask * keep_voice[:, None].astype(refs.audio_mask.dtype))
+        sigma = sample_sigmas(k_sig, (b,), shot_tokens, loss_cfg.timesteps)
+        eps_v = jax.random.normal(k_nv, x0_video.shape, jnp.float32)
+        eps_a = jax.random.normal(k_na, x0_audio.shape, jnp.float32)
+        s5 = sigma.reshape(b, 1, 1, 1, 1)
+        xt_video = with_first_frame(((1 - s5) * x0_video + s5 * eps_v).astype(dtype), shot)
+        xt_audio = ((1 - sigma[:, None, None]) * x0_audio + sigma[:, None, None] * eps_a).astype(dtype)
+        v_video, v_audio = shot_velocity(model, xt_video, xt_audio, sigma, shot, shot_refs, state, None, execution)
+        mask_v, mask_a = loss_masks(shot, cfg)
+        weight = valid.astype(jnp.float32)
+        if loss_cfg.loss_on == "last":
+            weight = weight * (n == last).astype(jnp.float32)
+        sv, cv = _masked_mse(v_video.astype(jnp.float32) - (eps_v - x0_video), mask_v)
+        sa, ca = _masked_mse(v_audio.astype(jnp.float32) - (eps_a - x0_audio), mask_a)
+        state = finish_shot(state, x0_video.astype(state.tail.dtype), nf, valid, cfg)
+        return (state, key), (sv * weight, cv * weight, sa * weight, ca * weight)
+
+    swap = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731  [B, K, ...] → [K, B, ...]
+    xs = (
+        jnp.arange(k),
+        swap(batch.video_latents).astype(jnp.float32),
+        swap(batch.audio_latents).astype(jnp.float32),
+        swap(batch.video_context).astype(dtype),
+        swap(batch.audio_context).astype(dtype),
+        swap(batch.context_mask),
+        swap(batch.cut_strength).astype(jnp.float32),
+        swap(batch.boundary).astype(jnp.float32),
+        swap(batch.allowed_modes),
+        swap(batch.n_frames).astype(jnp.int32),
+        swap(batch.n_audio).astype(jnp.int32),
+        swap(batch.shot_valid).astype(bool),
+    )
+    state0 = init_state(cfg, b, dtype)
+    _, (sv, cv, sa, ca) = jax.lax.scan(step, (state0, key), xs)
+    loss_video = jnp.sum(sv) / jnp.maximum(jnp.sum(cv), 1.0)
+    loss_audio = jnp.sum(sa) / jnp.maximum(jnp.sum(ca), 1.0)
+    loss = loss_video + loss_cfg.audio_weight * loss_audio
+    return loss, {"loss_video": loss_video, "loss_audio": loss_audio}
