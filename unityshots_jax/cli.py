@@ -1,4 +1,4 @@
-"""The `unityshots` command line: convert, export, verify, make-tiny.
+"""The `unityshots` command line: convert, export, verify, make-tiny, train.
 
 Every failure is one line on stderr naming the cause, and a non-zero exit (2 for bad input, 1 for a failed
 verification); nothing half-written is left behind.
@@ -76,6 +76,17 @@ def _cmd_make_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from unityshots_jax.config_files import load_config
+    from unityshots_jax.train.trainer import train
+
+    config = load_config(args.config, overrides)
+    last = train(config, args.workdir, progress=not args.quiet)
+    if last:
+        print(f"train: step {last['step']} loss {last['loss']:.4f} (metrics in {args.workdir}/metrics.jsonl)")
+    return 0
+
+
 class _UsageError(ValueError):
     pass
 
@@ -104,6 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention", choices=("flash", "chunked", "dense", "xla", "cudnn"), default="flash")
     p.set_defaults(run=_cmd_verify)
 
+    p = sub.add_parser(
+        "train",
+        help="Shots-Forcing training (resumes from --workdir)",
+        description="Train with an ml_collections config file; override any key with --config.key=value.",
+    )
+    p.add_argument("--config", required=True, help="config file, e.g. configs/smoke.py")
+    p.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl and TensorBoard logs; resumed if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_train, takes_overrides=True)
+
     p = sub.add_parser("make-tiny", help="write a tiny random LTX transformer checkpoint in the official layout")
     p.add_argument("out", help="new output file (.safetensors)")
     p.add_argument("--layout", choices=("22b", "19b"), default="22b", help="LTX-2.3 (22b) or LTX-2 (19b) options")
@@ -121,13 +142,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    overrides = [a for a in extra if a.startswith("--config.")]
+    if len(overrides) != len(extra) or (overrides and not getattr(args, "takes_overrides", False)):
+        build_parser().error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides) or ' '.join(extra)}")
     from unityshots_jax.checkpoint.safetensors_io import CheckpointError
     from unityshots_jax.ltx.config import ConfigError
 
     try:
-        return args.run(args)
-    except (CheckpointError, ConfigError, _UsageError, ValueError, OSError) as e:
+        return args.run(args, overrides) if getattr(args, "takes_overrides", False) else args.run(args)
+    except (CheckpointError, ConfigError, _UsageError, ValueError, OSError, RuntimeError) as e:
         print(f"unityshots {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
