@@ -110,15 +110,31 @@ def denoise_shot(
 
 
 def story_step(model, inputs, sampling, execution, carry, xs):
-    """One shot of the story scan: (state, key), shot → (state, key), (video, audio)."""
+    """One shot of the story scan: (state, key), shot → (state, key), (video, audio).
+
+    A shot that no story in the batch has (padding up to max_shots) is skipped with `lax.cond`: the state passes
+    through and the outputs are zeros, so a 3-shot story costs 3 shots, not max_shots.
+    """
     state, key = carry
     shot = xs
     key, sub = jax.random.split(key)
-    state = enter_shot(state, shot.boundary, shot.valid, model.story_cfg)
-    video, audio = denoise_shot(model, inputs, shot, state, sub, sampling, execution)
-    video, audio = zero_padding(video, audio, shot, model.story_cfg)
-    state = finish_shot(state, video, shot.n_frames, shot.valid, model.story_cfg)
-    return (state, key), (video, audio)
+    cfg = model.story_cfg
+    b = shot.mode.shape[0]
+    dtype = jnp.dtype(execution.dtype)
+
+    def run(state):
+        state = enter_shot(state, shot.boundary, shot.valid, cfg)
+        video, audio = denoise_shot(model, inputs, shot, state, sub, sampling, execution)
+        video, audio = zero_padding(video, audio, shot, cfg)
+        return finish_shot(state, video, shot.n_frames, shot.valid, cfg), (video, audio)
+
+    def skip(state):
+        video = jnp.zeros((b, cfg.video_frames, cfg.height, cfg.width, cfg.latent_channels), dtype)
+        audio = jnp.zeros((b, cfg.audio_frames, cfg.audio_channels), dtype)
+        return state, (video, audio)
+
+    state, outputs = jax.lax.cond(jnp.any(shot.valid), run, skip, state)
+    return (state, key), outputs
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "sampling", "execution"))
