@@ -32,7 +32,7 @@ PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}  # dense, SXM
 
 def make_config(tiny: bool) -> tuple[LTXConfig, dict]:
     if tiny:
-        layers, vh, vd, ah, ad, grid, audio_t, text = 2, 2, 16, 2, 8, (2, 4, 6), 17, 8
+        layers, vh, vd, ah, ad, grid, audio_t, text = 2, 2, 16, 2, 8, (4, 2, 3), 17, 8
     else:
         layers, vh, vd, ah, ad, grid, audio_t, text = 12, 16, 128, 16, 64, (16, 16, 24), 126, 256
     cfg = LTXConfig(
@@ -85,12 +85,63 @@ def timed(fn, *args, repeats: int) -> float:
     return statistics.median(times)
 
 
+def train_step_mfu(cfg: LTXConfig, shape: dict, args, dtype, peak: float) -> dict:
+    """MFU of the full Shots-Forcing train step (story model, 3 shots, memory and references in context, AdamW)."""
+    from unityshots_jax.story.story_config import StoryConfig
+    from unityshots_jax.story.story_model import build_story_model
+    from unityshots_jax.train.optimizer import OptimizerConfig
+    from unityshots_jax.train.shots_forcing import LossConfig, TrainBatch
+    from unityshots_jax.train.train_step import StepConfig, init_train_state, train_step
+
+    f, h, w = shape["grid"]
+    shots, b = 3, args.batch
+    sc = StoryConfig(max_shots=shots, video_frames=f, height=h, width=w, latent_channels=128, audio_frames=shape["audio_tokens"],
+                     audio_channels=128, text_tokens=shape["text_tokens"], ref_audio_frames=32, frame_limit=max(128, f + 9))
+    model = build_story_model(cfg, sc, nnx.Rngs(0))
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    step_cfg = StepConfig(loss=LossConfig(), optimizer=OptimizerConfig(warmup_steps=0),
+                          execution=ExecutionConfig(attention=args.train_kernel, dtype=jnp.dtype(dtype).name, remat=args.remat))
+    state = init_train_state(params, jax.random.key(0), step_cfg)
+    rng = np.random.default_rng(0)
+    r = lambda *shp: jnp.asarray(rng.standard_normal(shp), jnp.float32)  # noqa: E731
+    batch = TrainBatch(
+        video_latents=r(b, shots, f, h, w, 128), n_frames=jnp.full((b, shots), f, jnp.int32),
+        audio_latents=r(b, shots, sc.audio_frames, 128), n_audio=jnp.full((b, shots), sc.audio_frames, jnp.int32),
+        video_context=r(b, shots, sc.text_tokens, cfg.video.dim), audio_context=r(b, shots, sc.text_tokens, cfg.audio.dim),
+        context_mask=jnp.ones((b, shots, sc.text_tokens), jnp.int32), cut_strength=jnp.full((b, shots), 0.4),
+        boundary=jnp.full((b, shots), 0.5), allowed_modes=jnp.ones((b, shots, 3), bool), shot_valid=jnp.ones((b, shots), bool),
+        ref_image=r(b, 1, h, w, 128), has_ref_image=jnp.ones((b,), bool), ref_audio=r(b, 32, 128), ref_audio_mask=jnp.ones((b, 32)),
+    )
+    graphdef = nnx.graphdef(model)
+    fn = jax.jit(lambda st, bt: train_step(st, bt, graphdef, step_cfg), donate_argnums=(0,))
+    t0 = time.perf_counter()
+    compiled = fn.lower(state, batch).compile()
+    compile_s = time.perf_counter() - t0
+    times = []
+    for i in range(args.repeats + 1):
+        t = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready(metrics)
+        if i:
+            times.append(time.perf_counter() - t)
+    sec = statistics.median(times)
+    flops = shots * train_flops(cfg, sc.video_tokens, sc.audio_tokens, sc.text_tokens, b)
+    out = {"ms": sec * 1e3, "tflop": flops / 1e12, "tflops_per_s": flops / sec / 1e12, "mfu": flops / sec / peak,
+           "compile_s": compile_s, "video_tokens_per_shot": sc.video_tokens, "loss": float(metrics["loss"])}
+    print(f"  train step ({args.train_kernel}, remat {args.remat}, {shots} shots × {sc.video_tokens} video tokens incl. memory): "
+          f"{sec * 1e3:.1f} ms, {flops / sec / 1e12:.1f} TFLOP/s, MFU {out['mfu'] * 100:.1f} % (compile {compile_s:.1f} s)")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--kernels", default="")
+    ap.add_argument("--train", action="store_true", help="also time the full Shots-Forcing train step")
+    ap.add_argument("--train-kernel", default="cudnn")
+    ap.add_argument("--remat", default="none", help="comma-separated remat policies to try for the train step")
     args = ap.parse_args()
     device = jax.devices()[0]
     on_gpu = device.platform == "gpu"
@@ -137,6 +188,12 @@ def main() -> None:
                                                     "mfu": mfu, "compile_s": compile_s}
             print(f"  {kernel:8s} {label:8s} {sec * 1e3:9.2f} ms  {flops / 1e12:8.2f} TFLOP  "
                   f"{tflops:7.1f} TFLOP/s  MFU {mfu * 100:5.1f} %  (compile {compile_s:.1f} s)")
+    if args.train:
+        for remat in args.remat.split(","):
+            try:
+                results[f"train_step/remat_{remat}"] = train_step_mfu(cfg, shape, argparse.Namespace(**{**vars(args), "remat": remat}), dtype, peak)
+            except Exception as e:  # e.g. out of memory without remat
+                print(f"  train step (remat {remat}) failed: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
     print(json.dumps(results))
 
 

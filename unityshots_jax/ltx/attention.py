@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from unityshots_jax.ltx.attention_kernels import AttentionFn
-from unityshots_jax.ltx.layers import dense, rms_norm
+from unityshots_jax.ltx.layers import dense, head_gate, rms_norm
 from unityshots_jax.ltx.rope import RopeTables, apply_rope
 from unityshots_jax.sharding import constrain
 
@@ -72,5 +72,5 @@ class Attention(nnx.Module):
             out = out * keep + v * (1 - keep)
         if self.to_gate_logits is not None:
             gates = 2.0 * jax.nn.sigmoid(self.to_gate_logits(x))
-            out = (out.reshape(b, t, self.heads, self.head_dim) * gates[..., None]).reshape(b, t, -1)
+            out = head_gate(out.reshape(b, t, self.heads, self.head_dim), gates).reshape(b, t, -1)
         return self.to_out(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -27,13 +29,79 @@ def table(rngs: nnx.Rngs, rows: int, dim: int) -> nnx.Param:
     return nnx.Param(value, sharding_names=(None, "embed"))
 
 
-def rms_norm(x: jnp.ndarray, eps: float, weight: jnp.ndarray | None = None) -> jnp.ndarray:
-    """RMSNorm over the last dim of `x` `[..., dim]`, computed in float32 and cast back to `x.dtype`."""
+def row_sum(x: jnp.ndarray) -> jnp.ndarray:
+    """Sum over the last dim, keeping it (`[..., n]` → `[..., 1]`), float32.
+
+    On CPU this is a matrix-vector product with a ones column: XLA CPU hands a standalone last-dim
+    `reduce(multiply(...))` (what autodiff makes of a norm or a broadcast gate) to YNNPACK, which runs it ~6× slower
+    than a dot (experiments/RESULTS.md). Elsewhere it is a plain reduction.
+    """
+    x = x.astype(jnp.float32)
+
+    def as_dot(x):
+        return jnp.matmul(x, jnp.ones((x.shape[-1], 1), jnp.float32), precision=jax.lax.Precision.HIGHEST)
+
+    return jax.lax.platform_dependent(x, cpu=as_dot, default=lambda x: jnp.sum(x, axis=-1, keepdims=True))
+
+
+def _rms_forward(x: jnp.ndarray, weight: jnp.ndarray | None, eps: float) -> tuple[jnp.ndarray, jnp.ndarray]:
     xf = x.astype(jnp.float32)
-    out = xf * jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + eps)
+    r = jax.lax.rsqrt(jnp.mean(jnp.square(xf), axis=-1, keepdims=True) + eps)
+    out = xf * r
     if weight is not None:
         out = out * weight.astype(jnp.float32)
-    return out.astype(x.dtype)
+    return out.astype(x.dtype), r
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _rms_norm(x: jnp.ndarray, weight: jnp.ndarray | None, eps: float) -> jnp.ndarray:
+    return _rms_forward(x, weight, eps)[0]
+
+
+def _rms_norm_fwd(x, weight, eps):
+    out, r = _rms_forward(x, weight, eps)
+    return out, (x, r, weight)
+
+
+def _rms_norm_bwd(eps, res, g):
+    # y = w·x·r, r = (mean(x²) + eps)^-½  ⇒  dx = r·(g·w − n·mean(g·w·n)) with n = x·r;  dw = Σ g·n
+    x, r, weight = res
+    n = x.astype(jnp.float32) * r
+    gf = g.astype(jnp.float32)
+    gw = gf if weight is None else gf * weight.astype(jnp.float32)
+    dx = r * (gw - n * (row_sum(gw * n) / x.shape[-1]))
+    dw = None if weight is None else jnp.sum((gf * n).reshape(-1, x.shape[-1]), axis=0).astype(weight.dtype)
+    return dx.astype(x.dtype), dw
+
+
+_rms_norm.defvjp(_rms_norm_fwd, _rms_norm_bwd)
+
+
+def rms_norm(x: jnp.ndarray, eps: float, weight: jnp.ndarray | None = None) -> jnp.ndarray:
+    """RMSNorm over the last dim of `x` `[..., dim]`, computed in float32 and cast back to `x.dtype`.
+
+    Hand-written backward (saves x and the row rsqrt only; last-dim sums via `row_sum`).
+    """
+    return _rms_norm(x, weight, eps)
+
+
+@jax.custom_vjp
+def head_gate(x: jnp.ndarray, gates: jnp.ndarray) -> jnp.ndarray:
+    """x `[..., heads, head_dim]` · gates `[..., heads]` (broadcast over head_dim); backward sums via `row_sum`."""
+    return x * gates[..., None]
+
+
+def _head_gate_fwd(x, gates):
+    return x * gates[..., None], (x, gates)
+
+
+def _head_gate_bwd(res, g):
+    x, gates = res
+    dgates = row_sum(g.astype(jnp.float32) * x.astype(jnp.float32))[..., 0]
+    return (g * gates[..., None]).astype(x.dtype), dgates.astype(gates.dtype)
+
+
+head_gate.defvjp(_head_gate_fwd, _head_gate_bwd)
 
 
 def layer_norm(x: jnp.ndarray, eps: float) -> jnp.ndarray:
