@@ -19,7 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
         fps=24.0, gate=ml_collections.ConfigDict(dict(rho_hidden=32)),
     ))
     c.loss = ml_collections.ConfigDict(dict(mode_probs=(0.3, 0.5, 0.2), ref_audio_dropout=0.1, loss_on="all",
-                                            timesteps="shifted_logit_normal", audio_weight=1.0))
+                                            timesteps="shifted_logit_normal", audio_weight=1.0, remat_shots=False))
     c.optimizer = ml_collections.ConfigDict(dict(lr_backbone=1e-3, lr_memory=5e-3, lr_lora=1e-3, warmup_steps=2,
                                                  schedule="cosine", total_steps=1000, clip_norm=1.0,
                                                  freeze_backbone=False, ema_decay=0.0))
@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(dict(source="random", records=64, seed=0, worker_count=0))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, context=1, tensor=1))
     c.distributed = False
+    c.sharding_rules = "default"  # or "fsdp_context"
     c.steps = 20
     c.batch_size = 2  # global
     c.checkpoint_every = 10

@@ -31,6 +31,19 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("caption", None),
 )
 
+# Context parallelism with weights sharded over fsdp and context together (the context devices also hold
+# weight shards, as maxdiffusion's LTX-2 rules do); activations are sequence-sharded on context as before.
+FSDP_CONTEXT_RULES = tuple((name, ("context", "fsdp")) if name == "embed" else (name, target) for name, target in DEFAULT_RULES)
+RULE_PRESETS = {"default": DEFAULT_RULES, "fsdp_context": FSDP_CONTEXT_RULES}
+
+
+def rules_preset(name: str) -> tuple:
+    """The logical-axis rules named `name` ("default" or "fsdp_context")."""
+    if name not in RULE_PRESETS:
+        raise ValueError(f"sharding rules {name!r}: expected one of {sorted(RULE_PRESETS)}")
+    return RULE_PRESETS[name]
+
+
 _ACTIVE: contextvars.ContextVar[tuple[Mesh, tuple] | None] = contextvars.ContextVar("unityshots_mesh", default=None)
 
 

@@ -83,6 +83,7 @@ class LTXModel(nnx.Module):
         ts_emb = adaln.embed((inp.timesteps * mult).reshape(-1), dtype).reshape(b, -1, stream.dim)
         if inp.timestep_offset is not None:
             ts_emb = ts_emb + inp.timestep_offset.astype(dtype)[:, None, :]
+        ts_emb = constrain(ts_emb, ("activation_batch", None, None))  # reshape(-1) above drops the batch sharding
         ts_proj = adaln.project(ts_emb)
         prompt_proj = None
         if cfg.cross_attention_adaln:
@@ -133,6 +134,7 @@ class LTXModel(nnx.Module):
         scale_shift_adaln: AdaLNSingle = getattr(self, f"av_ca_{'audio' if audio else 'video'}_scale_shift_adaln_single")
         gate_adaln: AdaLNSingle = getattr(self, f"av_ca_{'v2a' if audio else 'a2v'}_gate_adaln_single")
         cross_ss = scale_shift_adaln(scale_shift_t.reshape(-1), dtype)[0].reshape(b, -1, 4 * stream.dim)
+        cross_ss = constrain(cross_ss, ("activation_batch", None, None))
         gate_factor = cfg.av_ca_timestep_scale_multiplier / mult
         cross_gate = gate_adaln((other_sigma * gate_factor).reshape(-1), dtype)[0].reshape(b, -1, stream.dim)
         ctx = ctx.replace(cross_rope=cross_rope, cross_scale_shift=cross_ss, cross_gate=cross_gate)

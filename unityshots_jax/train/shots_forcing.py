@@ -59,13 +59,16 @@ class TrainBatch:
 class LossConfig:
     """mode_probs: (T2V, I2V, R2V) sampling probabilities per shot (paper: 0.3, 0.5, 0.2), renormalised over the
     modes a shot allows; ref_audio_dropout: probability of hiding the reference voice for a shot; loss_on: "all"
-    shots or only the "last" valid one; timesteps: "shifted_logit_normal" (LTX trainer) or "uniform"."""
+    shots or only the "last" valid one; timesteps: "shifted_logit_normal" (LTX trainer) or "uniform"; remat_shots:
+    keep only each shot's carried state for the backward (the scan over shots otherwise stores every shot's
+    activations, so memory grows with the number of shots)."""
 
     mode_probs: tuple[float, float, float] = (0.3, 0.5, 0.2)
     ref_audio_dropout: float = 0.1
     loss_on: str = "all"
     timesteps: str = "shifted_logit_normal"
     audio_weight: float = 1.0
+    remat_shots: bool = False  # recompute each shot in the backward: activations stop growing with the shot count
 
 
 def _sample_modes(key, allowed: jnp.ndarray, has_ref: jnp.ndarray, probs) -> jnp.ndarray:
@@ -135,7 +138,8 @@ def story_loss(
         swap(batch.shot_valid).astype(bool),
     )
     state0 = init_state(cfg, b, dtype)
-    _, (sv, cv, sa, ca) = jax.lax.scan(step, (state0, key), xs)
+    body = jax.checkpoint(step, prevent_cse=False) if loss_cfg.remat_shots else step
+    _, (sv, cv, sa, ca) = jax.lax.scan(body, (state0, key), xs)
     loss_video = jnp.sum(sv) / jnp.maximum(jnp.sum(cv), 1.0)
     loss_audio = jnp.sum(sa) / jnp.maximum(jnp.sum(ca), 1.0)
     loss = loss_video + loss_cfg.audio_weight * loss_audio

@@ -70,6 +70,7 @@ class RunConfig:
     worker_count: int
     mesh: dict
     distributed: bool
+    sharding_rules: str = "default"
 
 
 def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
@@ -101,4 +102,5 @@ def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
         worker_count=int(cfg.data.worker_count),
         mesh={k: int(v) for k, v in dict(cfg.mesh).items()},
         distributed=bool(cfg.distributed),
+        sharding_rules=str(cfg.get("sharding_rules", "default")),
     )

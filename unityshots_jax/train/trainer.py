@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
-from unityshots_jax.sharding import DEFAULT_RULES, build_mesh
+from unityshots_jax.sharding import build_mesh, rules_preset
 from unityshots_jax.story.story_model import abstract_story_model, build_story_model
 from unityshots_jax.train.lora import init_lora
 from unityshots_jax.train.shots_forcing import TrainBatch
@@ -153,12 +153,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     graphdef = nnx.graphdef(abstract)
     logical = param_logical_axes(abstract)
     state_shape = jax.eval_shape(lambda: init_train_state(initial_params(run), jax.random.key(run.seed), run.step))
-    state_sh = state_shardings(state_shape, logical, mesh, DEFAULT_RULES)
+    rules = rules_preset(run.sharding_rules)
+    state_sh = state_shardings(state_shape, logical, mesh, rules)
     loader = _loader(run)
     iterator = iter(loader)
     batch_shape = jax.eval_shape(lambda b: TrainBatch.from_host(b), next(iter(loader)))
-    batch_sh = batch_sharding(mesh, batch_shape)
-    step_fn = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh)
+    batch_sh = batch_sharding(mesh, batch_shape, rules)
+    step_fn = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh, rules)
 
     from unityshots_jax.data import IteratorRestore, IteratorSave
 
