@@ -22,7 +22,7 @@ from unityshots_jax.checkpoint.ltx_convert import (  # noqa: E402
     load_params,
     read_converted_config,
 )
-from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile  # noqa: E402
+from unityshots_jax.checkpoint.safetensors_io import SafetensorsFile  # noqa: E402
 
 SPECS = {
     "22b": Spec(vae_extra=True),

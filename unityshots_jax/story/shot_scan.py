@@ -17,7 +17,7 @@ from flax import nnx
 
 from unityshots_jax.ltx.config import ExecutionConfig
 from unityshots_jax.ltx.inputs import Perturbations
-from unityshots_jax.ltx.sampling import GuidanceParams, euler_step, guided_x0, ltx2_sigmas, needed_passes, post_process
+from unityshots_jax.ltx.sampling import GuidanceParams, euler_step, ltx2_sigmas, needed_passes, post_process
 from unityshots_jax.ltx.transformer import to_denoised
 from unityshots_jax.story.shot_sequence import ShotConditioning, shot_video_mask, with_first_frame
 from unityshots_jax.story.story_inputs import StoryInputs

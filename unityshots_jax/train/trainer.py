@@ -22,13 +22,12 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
-from unityshots_jax.sharding import build_mesh, rules_preset
+from unityshots_jax.sharding import build_mesh, rules_preset, use_mesh
 from unityshots_jax.story.story_model import abstract_story_model, build_story_model
 from unityshots_jax.train.lora import init_lora
 from unityshots_jax.train.shots_forcing import TrainBatch
 from unityshots_jax.train.train_config import RunConfig, TrainConfigError, run_config
 from unityshots_jax.train.train_step import (
-    TrainState,
     batch_sharding,
     init_train_state,
     make_train_step,
@@ -90,7 +89,13 @@ class _Metrics:
         kept = []
         if os.path.exists(self.path):
             with open(self.path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line)["step"] <= resume_step]
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:  # a line torn by a crash mid-append: past the resumed step
+                        continue
+                    if row.get("step", 0) <= resume_step:
+                        kept.append(line if line.endswith("\n") else line + "\n")
         with open(self.path, "w") as f:
             f.writelines(kept)
         try:
@@ -145,7 +150,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     """Run (or resume) training; returns the last step's metrics."""
     run = run_config(config)
     if run.distributed:
-        jax.distributed.initialize()
+        # On detected clusters (SLURM, TPU pods, …) JAX finds everything itself; elsewhere give
+        # config.distributed_coordinator / _num_processes / _process_id.
+        kwargs = {k: v for k, v in (("coordinator_address", config.get("distributed_coordinator")),
+                                    ("num_processes", config.get("distributed_num_processes")),
+                                    ("process_id", config.get("distributed_process_id"))) if v not in (None, "")}
+        jax.distributed.initialize(**kwargs)
     workdir = os.path.abspath(workdir)
     _check_workdir(workdir, config)
     mesh = build_mesh(run.mesh)
@@ -178,6 +188,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
         state = jax.device_put(init_train_state(initial_params(run), jax.random.key(run.seed), run.step), state_sh)
     start = int(state.step)
     metrics_out = _Metrics(workdir, start)
+    # Compile before the loop, then meet the other hosts: cross-host collectives time out (gloo: 30 s) if one host
+    # reaches its first step while another is still compiling.
+    first = _global_batch(next(iterator), batch_sh)
+    with use_mesh(mesh, rules):
+        compiled_step = step_fn.jitted.lower(state, first).compile()
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("unityshots-train-compiled")
 
     stop = {"signal": None}
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signal=signum))
@@ -185,9 +204,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     try:
         bar = tqdm(range(start, run.steps), initial=start, total=run.steps, desc="train", disable=not progress or jax.process_index() != 0)
         for _ in bar:
-            batch = _global_batch(next(iterator), batch_sh)
+            batch, first = (first, None) if first is not None else (_global_batch(next(iterator), batch_sh), None)
             t0 = time.perf_counter()
-            state, metrics = step_fn(state, batch)
+            state, metrics = compiled_step(state, batch)
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             elapsed = time.perf_counter() - t0
             step = int(state.step)

@@ -1,0 +1,292 @@
+"""Training runs for tests/test_training*.py, each in its own process (device count, distributed runtime and
+signals are per process). Prints one JSON line per result (prefixed "PROBE ") and writes arrays as .npz.
+
+    python train_probe.py sharded   OUT_DIR [--config.k=v ...]   # 1 device, then every mesh in MESHES (8 devices)
+    python train_probe.py single    OUT_DIR [--config.k=v ...]   # the reference step run on 1 device
+    python train_probe.py multi     OUT_DIR PORT PID NPROC [...] # one process of a jax.distributed CPU run
+    python train_probe.py params    OUT_DIR STEPS [--config.k=v ...]  # the trainer's own step, params per step
+    python train_probe.py train     WORKDIR [--config.k=v ...]   # trainer.train (env POISON_STEPS="3,4": those
+                                                                 # steps' batches get inf latents)
+    python train_probe.py dtrain    WORKDIR PORT PID NPROC [...] # trainer.train with config.distributed=True
+
+All runs use the smoke config (configs/smoke.py) plus overrides. Set JAX_COMPILATION_CACHE_DIR to share compiled
+programs between runs (see tests/helpers/training_runs.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+SMOKE = os.path.join(ROOT, "configs", "smoke.py")
+MESHES = [
+    {"data": 4, "fsdp": 1, "context": 1, "tensor": 2},
+    {"data": 2, "fsdp": 2, "context": 2, "tensor": 1},
+    {"data": 1, "fsdp": 2, "context": 2, "tensor": 2},
+]
+STEPS = 2
+
+
+def emit(**row) -> None:
+    print("PROBE " + json.dumps(row), flush=True)
+
+
+def flat(tree) -> dict[str, np.ndarray]:
+    """'/'-joined key paths → host numpy arrays (works for arrays spanning several processes)."""
+    from jax.experimental import multihost_utils
+
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = "/".join(str(getattr(k, "key", k)) for k in path)
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            leaf = multihost_utils.process_allgather(leaf, tiled=True)
+        out[name] = np.asarray(jax.device_get(leaf))
+    return out
+
+
+def run_of(overrides):
+    from unityshots_jax.config_files import load_config
+    from unityshots_jax.train.train_config import run_config
+
+    config = load_config(SMOKE, overrides)
+    return config, run_config(config)
+
+
+def fixed_batches(run, batch_size: int, count: int) -> list:
+    """`count` global batches of host numpy arrays, the same in every process (no host sharding)."""
+    import grain
+
+    from unityshots_jax.data import RandomStorySource, make_story_loader
+    from unityshots_jax.train.shots_forcing import TrainBatch
+
+    dims = dict(video_context_dim=run.ltx.video.context_dim, audio_context_dim=run.ltx.audio.context_dim)
+    source = RandomStorySource(run.story, 16, 0, **dims)
+    loader = make_story_loader(source, run.story, batch_size=batch_size, seed=0,
+                               shard_options=grain.sharding.NoSharding(), **dims)
+    it = iter(loader)
+    out = []
+    for _ in range(count):
+        b = next(it)
+        out.append(TrainBatch(**{f: np.asarray(getattr(b, f)) for f in TrainBatch.__dataclass_fields__}))
+    return out
+
+
+def run_steps(run, mesh, batches, *, process_rows=None):
+    """STEPS steps of the trainer's jitted step on `mesh` from the seed's initial parameters.
+
+    process_rows: (start, stop) rows of each global batch this process feeds (multi-process); default all.
+    Returns (losses, grad_norms, final trainable params as a flat dict).
+    """
+    from flax import nnx
+
+    from unityshots_jax.story.story_model import abstract_story_model
+    from unityshots_jax.train import trainer
+    from unityshots_jax.train.train_step import (
+        batch_sharding,
+        init_train_state,
+        make_train_step,
+        param_logical_axes,
+        state_shardings,
+    )
+
+    abstract = abstract_story_model(run.ltx, run.story)
+    graphdef, logical = nnx.graphdef(abstract), param_logical_axes(abstract)
+    params = jax.device_get(trainer.initial_params(run))
+    state = init_train_state(jax.tree.map(np.asarray, params), jax.random.key(run.seed), run.step)
+    state_sh = state_shardings(jax.eval_shape(lambda: state), logical, mesh)
+    batch_sh = batch_sharding(mesh, jax.eval_shape(lambda: batches[0]))
+    step = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh)
+    state = jax.device_put(state, state_sh)
+    losses, norms = [], []
+    for b in batches:
+        local = b if process_rows is None else jax.tree.map(lambda x: x[process_rows[0]:process_rows[1]], b)
+        state, metrics = step(state, trainer._global_batch(local, batch_sh))
+        losses.append(float(metrics["loss"]))
+        norms.append(float(metrics["grad_norm"]))
+    return losses, norms, flat(state.trainable)
+
+
+def cmd_sharded(out: str, overrides) -> None:
+    from unityshots_jax.sharding import build_mesh
+
+    assert jax.device_count() == 8, jax.devices()
+    _, run = run_of(overrides)
+    batches = fixed_batches(run, run.batch_size, STEPS)
+    for i, shape in enumerate([{"data": 1}] + MESHES):
+        devices = jax.devices()[: int(np.prod(list(shape.values())))]
+        losses, norms, params = run_steps(run, build_mesh(shape, devices), batches)
+        np.savez(os.path.join(out, f"mesh{i}.npz"), **params)
+        emit(mesh=shape, devices=len(devices), losses=losses, grad_norms=norms, file=f"mesh{i}.npz")
+
+
+def cmd_single(out: str, overrides) -> None:
+    from unityshots_jax.sharding import build_mesh
+
+    _, run = run_of(overrides)
+    batches = fixed_batches(run, run.batch_size, STEPS)
+    losses, norms, params = run_steps(run, build_mesh({"data": 1}, jax.devices()[:1]), batches)
+    np.savez(os.path.join(out, "single.npz"), **params)
+    emit(mesh={"data": 1}, losses=losses, grad_norms=norms, file="single.npz")
+
+
+def init_distributed(port: str, pid: str, nproc: str) -> None:
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc),
+                               process_id=int(pid), initialization_timeout=60)
+
+
+def cmd_multi(out: str, port: str, pid: str, nproc: str, overrides) -> None:
+    init_distributed(port, pid, nproc)
+    from unityshots_jax.sharding import build_mesh
+
+    _, run = run_of(overrides)
+    n, i = jax.process_count(), jax.process_index()
+    per = run.batch_size // n
+    batches = fixed_batches(run, run.batch_size, STEPS)
+    losses, norms, params = run_steps(run, build_mesh(run.mesh), batches, process_rows=(i * per, (i + 1) * per))
+    np.savez(os.path.join(out, f"process{i}.npz"), **params)
+    emit(process=i, processes=n, devices=jax.device_count(), local_devices=jax.local_device_count(),
+         losses=losses, grad_norms=norms, file=f"process{i}.npz")
+    jax.distributed.shutdown()
+
+
+def cmd_params(out: str, steps: str, overrides) -> None:
+    """The step exactly as `trainer.train` builds it (same compiled program), trainable params after each step."""
+    from flax import nnx
+
+    from unityshots_jax import sharding
+    from unityshots_jax.sharding import DEFAULT_RULES, build_mesh
+    from unityshots_jax.story.story_model import abstract_story_model
+    from unityshots_jax.train import trainer
+    from unityshots_jax.train.shots_forcing import TrainBatch
+    from unityshots_jax.train.train_step import (
+        batch_sharding,
+        init_train_state,
+        make_train_step,
+        param_logical_axes,
+        state_shardings,
+    )
+
+    _, run = run_of(overrides)
+    mesh = build_mesh(run.mesh)
+    preset = getattr(sharding, "rules_preset", None)
+    rules = preset(run.sharding_rules) if preset and hasattr(run, "sharding_rules") else DEFAULT_RULES
+    abstract = abstract_story_model(run.ltx, run.story)
+    graphdef, logical = nnx.graphdef(abstract), param_logical_axes(abstract)
+    state_shape = jax.eval_shape(lambda: init_train_state(trainer.initial_params(run), jax.random.key(run.seed), run.step))
+    state_sh = state_shardings(state_shape, logical, mesh, rules)
+    loader = trainer._loader(run)
+    iterator = iter(loader)
+    batch_sh = batch_sharding(mesh, jax.eval_shape(lambda b: TrainBatch.from_host(b), next(iter(loader))), rules)
+    step_fn = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh, rules)
+    params = trainer.initial_params(run)
+    np.savez(os.path.join(out, "step0.npz"), **flat(params))
+    state = jax.device_put(init_train_state(params, jax.random.key(run.seed), run.step), state_sh)
+    losses = []
+    for s in range(1, int(steps) + 1):
+        state, metrics = step_fn(state, trainer._global_batch(next(iterator), batch_sh))
+        losses.append(float(metrics["loss"]))
+        np.savez(os.path.join(out, f"step{s}.npz"), **flat({**state.frozen, **state.trainable}))
+    emit(losses=losses, trainable=sorted(state.trainable), frozen=sorted(state.frozen))
+
+
+def _poison(trainer) -> None:
+    """Steps listed in POISON_STEPS (1-based) get a batch whose video latents are +inf."""
+    steps = {int(s) for s in os.environ.get("POISON_STEPS", "").split(",") if s.strip()}
+    if not steps:
+        return
+    original = trainer._global_batch
+    count = {"n": 0}
+
+    def poisoned(local, shardings):
+        from unityshots_jax.train.shots_forcing import TrainBatch
+
+        count["n"] += 1
+        if count["n"] in steps:
+            host = local if isinstance(local, TrainBatch) else TrainBatch.from_host(local)
+            local = host.replace(video_latents=np.full(np.shape(host.video_latents), np.inf, np.float32))
+        return original(local, shardings)
+
+    trainer._global_batch = poisoned
+
+
+def _report_train(workdir: str, config) -> None:
+    from unityshots_jax.train import trainer
+
+    _poison(trainer)
+    try:
+        last = trainer.train(config, workdir, progress=False)
+    except Exception as e:  # noqa: BLE001 - the test inspects the type and message
+        emit(error=type(e).__name__, message=str(e))
+        sys.exit(3)
+    emit(last=last, process=jax.process_index())
+
+
+def cmd_train(workdir: str, overrides) -> None:
+    config, _ = run_of(overrides)
+    _report_train(workdir, config)
+
+
+def cmd_dtrain(workdir: str, port: str, pid: str, nproc: str, overrides) -> None:
+    # trainer.train calls jax.distributed.initialize() without arguments (cluster auto-detection only); a plain
+    # machine has no cluster environment, so pass the coordinator and process ids through a partial.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize = functools.partial(
+        jax.distributed.initialize, coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc),
+        process_id=int(pid), initialization_timeout=60)
+    _compile_then_barrier()
+    config, _ = run_of([*overrides, "--config.distributed=True"])
+    _report_train(workdir, config)
+    jax.distributed.shutdown()
+
+
+def _compile_then_barrier() -> None:
+    """Make the trainer compile its step ahead of time and wait for every process before the first step.
+
+    Gloo sets up its CPU collectives at the first cross-process computation and gives up after 30 s
+    (DEADLINE_EXCEEDED on key cpu:gloo/...), which a cold compile on a loaded machine easily exceeds when one process
+    finishes compiling well before the other. The barrier is the distributed runtime's own (no gloo involved).
+    """
+    from jax._src import distributed
+
+    from unityshots_jax.sharding import DEFAULT_RULES, use_mesh
+    from unityshots_jax.train import trainer
+
+    original = trainer.make_train_step
+
+    def make(graphdef, cfg, mesh, state_sh, batch_sh, *args, **kwargs):
+        step = original(graphdef, cfg, mesh, state_sh, batch_sh, *args, **kwargs)
+        compiled = {}
+
+        rules = args[0] if args else kwargs.get("rules", DEFAULT_RULES)
+
+        def run(state, batch):
+            with use_mesh(mesh, rules):
+                if not compiled:
+                    compiled["fn"] = step.jitted.lower(state, batch).compile()
+                    distributed.global_state.client.wait_at_barrier("unityshots_step_compiled", 600_000)
+                return compiled["fn"](state, batch)
+
+        return run
+
+    trainer.make_train_step = make
+
+
+def main(argv: list[str]) -> None:
+    cmd, *rest = argv
+    overrides = [a for a in rest if a.startswith("--config.")]
+    pos = [a for a in rest if not a.startswith("--config.")]
+    {"sharded": cmd_sharded, "single": cmd_single, "multi": cmd_multi, "params": cmd_params, "train": cmd_train,
+     "dtrain": cmd_dtrain}[cmd](*pos, overrides)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
