@@ -289,3 +289,19 @@ def test_resume_survives_a_torn_metrics_line(reference_run, tmp_path):
         f.write('{"step": 13, "finite": 1.0, "grad_no')
     train(smoke_config(*CLI_RUN), str(workdir), progress=False)  # resumes at step 12: nothing left to run
     assert losses(tr.metrics(str(workdir))) == losses(want)
+
+
+def test_resume_onto_a_different_mesh_continues_the_curve(reference_run, tmp_path):
+    """Checkpoints written on a (data 2) mesh restore onto (fsdp 2) — orbax reshards to the new shardings — and the
+    loss curve continues as the uninterrupted single-device run's (to the numerics of sharded reductions)."""
+    _, want = reference_run
+    workdir = str(tmp_path)
+    first = ("--config.steps=8", "--config.checkpoint_every=4", "--config.mesh.data=2")
+    code, _, err = tr.run(tr.cli(workdir, *first), timeout=TIMEOUT, devices=2)
+    assert code == 0, err[-4000:]
+    second = ("--config.steps=12", "--config.checkpoint_every=4", "--config.mesh.data=1", "--config.mesh.fsdp=2")
+    code, _, err = tr.run(tr.cli(workdir, *second), timeout=TIMEOUT, devices=2)
+    assert code == 0, err[-4000:]
+    got = tr.metrics(workdir)
+    assert [r["step"] for r in got] == list(range(1, 13))
+    np.testing.assert_allclose(losses(got), losses(want), rtol=1e-4, atol=1e-5)
