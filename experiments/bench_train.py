@@ -52,7 +52,7 @@ from unityshots_jax.sharding import build_mesh  # noqa: E402
 from unityshots_jax.story.story_config import StoryConfig  # noqa: E402
 from unityshots_jax.story.story_model import build_story_model  # noqa: E402
 from unityshots_jax.train.optimizer import OptimizerConfig  # noqa: E402
-from unityshots_jax.train.shots_forcing import LossConfig, TrainBatch  # noqa: E402
+from unityshots_jax.train.shots_forcing import LossConfig, to_device  # noqa: E402
 from unityshots_jax.train.train_step import (StepConfig, batch_sharding, init_train_state, make_train_step,  # noqa: E402
                                              param_logical_axes, state_shardings)
 
@@ -99,7 +99,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     records = [random_story(story, rng, video_context_dim=ltx.video.context_dim, audio_context_dim=ltx.audio.context_dim,
                             k=args.shots) for _ in range(1)]
-    batch = TrainBatch.from_host(stack_examples([pad_story(r, story) for r in records]))
+    batch = to_device(stack_examples([pad_story(r, story) for r in records]))
     batch_sh = batch_sharding(mesh, batch)
     batch = jax.device_put(batch, batch_sh)
     step = make_train_step(graphdef, step_cfg, mesh, state_sh, batch_sh)

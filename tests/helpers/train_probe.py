@@ -166,7 +166,7 @@ def cmd_params(out: str, steps: str, overrides) -> None:
     from unityshots_jax.sharding import DEFAULT_RULES, build_mesh
     from unityshots_jax.story.story_model import abstract_story_model
     from unityshots_jax.train import trainer
-    from unityshots_jax.train.shots_forcing import TrainBatch
+    from unityshots_jax.train.shots_forcing import to_device
     from unityshots_jax.train.train_step import (
         batch_sharding,
         init_train_state,
@@ -185,7 +185,7 @@ def cmd_params(out: str, steps: str, overrides) -> None:
     state_sh = state_shardings(state_shape, logical, mesh, rules)
     loader = trainer._loader(run)
     iterator = iter(loader)
-    batch_sh = batch_sharding(mesh, jax.eval_shape(lambda b: TrainBatch.from_host(b), next(iter(loader))), rules)
+    batch_sh = batch_sharding(mesh, jax.eval_shape(lambda b: to_device(b), next(iter(loader))), rules)
     step_fn = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh, rules)
     params = trainer.initial_params(run)
     np.savez(os.path.join(out, "step0.npz"), **flat(params))
@@ -207,11 +207,11 @@ def _poison(trainer) -> None:
     count = {"n": 0}
 
     def poisoned(local, shardings):
-        from unityshots_jax.train.shots_forcing import TrainBatch
+        from unityshots_jax.train.shots_forcing import to_device
 
         count["n"] += 1
         if count["n"] in steps:
-            host = local if isinstance(local, TrainBatch) else TrainBatch.from_host(local)
+            host = to_device(local)
             local = host.replace(video_latents=np.full(np.shape(host.video_latents), np.inf, np.float32))
         return original(local, shardings)
 

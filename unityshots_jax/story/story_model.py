@@ -17,7 +17,7 @@ from unityshots_jax.story.boundary_gate import StmRefinement, gate_coefficients
 from unityshots_jax.story.cut_prior import CutEmbedding
 from unityshots_jax.story.shot_sequence import References, ShotConditioning, build_inputs, shot_outputs, shot_token_valid
 from unityshots_jax.story.story_config import StoryConfig
-from unityshots_jax.story.story_state import StoryState
+from unityshots_jax.story.story_state import StoryState, pooled_shot
 
 
 class MemoryParams(nnx.Module):
@@ -51,13 +51,6 @@ def build_story_model(ltx: LTXConfig, story: StoryConfig, rngs: nnx.Rngs) -> Sto
 def abstract_story_model(ltx: LTXConfig, story: StoryConfig) -> StoryModel:
     with nnx.use_eager_sharding(False):
         return nnx.eval_shape(lambda: StoryModel(ltx, story, nnx.Rngs(0)))
-
-
-def pooled_shot(latent: jnp.ndarray, n_frames: jnp.ndarray) -> jnp.ndarray:
-    """Mean over the valid frames and positions of `latent` `[batch, F, H, W, C]` → `[batch, C]` (float32)."""
-    ok = (jnp.arange(latent.shape[1])[None] < n_frames[:, None]).astype(jnp.float32)
-    total = jnp.einsum("bfhwc,bf->bc", latent.astype(jnp.float32), ok)
-    return total / (jnp.maximum(n_frames, 1)[:, None].astype(jnp.float32) * latent.shape[2] * latent.shape[3])
 
 
 def memory_gains(

@@ -60,6 +60,13 @@ def enter_shot(state: StoryState, boundary: jnp.ndarray, valid: jnp.ndarray, cfg
     return state.replace(ltm=ltm)
 
 
+def pooled_shot(latent: jnp.ndarray, n_frames: jnp.ndarray) -> jnp.ndarray:
+    """Mean over the valid frames and positions of `latent` `[batch, F, H, W, C]` → `[batch, C]` (float32)."""
+    ok = (jnp.arange(latent.shape[1])[None] < n_frames[:, None]).astype(jnp.float32)
+    total = jnp.einsum("bfhwc,bf->bc", latent.astype(jnp.float32), ok)
+    return total / (jnp.maximum(n_frames, 1)[:, None].astype(jnp.float32) * latent.shape[2] * latent.shape[3])
+
+
 def finish_shot(state: StoryState, latent: jnp.ndarray, n_frames: jnp.ndarray, valid: jnp.ndarray, cfg: StoryConfig) -> StoryState:
     """Store the finished shot's tail and pooled latent.
 
@@ -72,9 +79,7 @@ def finish_shot(state: StoryState, latent: jnp.ndarray, n_frames: jnp.ndarray, v
         return jax.lax.dynamic_slice_in_dim(x, jnp.maximum(n - p, 0), p, axis=0)
 
     tail = jax.vmap(last_frames)(latent, n_frames).astype(state.tail.dtype)
-    frame_ok = (jnp.arange(latent.shape[1])[None, :] < n_frames[:, None]).astype(jnp.float32)
-    pooled = jnp.einsum("bfhwc,bf->bc", latent.astype(jnp.float32), frame_ok)
-    pooled = pooled / (jnp.maximum(n_frames, 1).astype(jnp.float32)[:, None] * latent.shape[2] * latent.shape[3])
+    pooled = pooled_shot(latent, n_frames)
     return StoryState(
         ltm=state.ltm,
         tail=_where(valid, tail, state.tail),

@@ -14,8 +14,8 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
+from unityshots_jax.data.story_batch import StoryBatch
 from unityshots_jax.ltx.config import ExecutionConfig
 from unityshots_jax.story.shot_sequence import T2V, References, ShotConditioning, loss_masks, with_first_frame
 from unityshots_jax.story.story_model import StoryModel, shot_velocity
@@ -23,36 +23,13 @@ from unityshots_jax.story.story_state import enter_shot, finish_shot, init_state
 from unityshots_jax.train.timestep_sampling import sample_sigmas
 
 
-@struct.dataclass
-class TrainBatch:
-    """A batch of stories on device (leading batch axis B, shot axis K = max_shots).
+# The loss reads the data pipeline's batch as it is (a flax struct, so numpy leaves or device arrays alike).
+TrainBatch = StoryBatch
 
-    video_latents `[B, K, F, H, W, C]`, n_frames `[B, K]`, audio_latents `[B, K, Fa, Ca]`, n_audio `[B, K]`,
-    video_context `[B, K, S, Dv]`, audio_context `[B, K, S, Da]`, context_mask `[B, K, S]`, cut_strength `[B, K]`,
-    boundary `[B, K]`, allowed_modes `[B, K, 3]` (T2V, I2V, R2V), shot_valid `[B, K]`, ref_image `[B, R, H, W, C]`,
-    has_ref_image `[B]`, ref_audio `[B, Fr, Ca]`, ref_audio_mask `[B, Fr]`.
-    """
 
-    video_latents: jnp.ndarray
-    n_frames: jnp.ndarray
-    audio_latents: jnp.ndarray
-    n_audio: jnp.ndarray
-    video_context: jnp.ndarray
-    audio_context: jnp.ndarray
-    context_mask: jnp.ndarray
-    cut_strength: jnp.ndarray
-    boundary: jnp.ndarray
-    allowed_modes: jnp.ndarray
-    shot_valid: jnp.ndarray
-    ref_image: jnp.ndarray
-    has_ref_image: jnp.ndarray
-    ref_audio: jnp.ndarray
-    ref_audio_mask: jnp.ndarray
-
-    @classmethod
-    def from_host(cls, batch) -> "TrainBatch":
-        """From any object with these fields (e.g. the data pipeline's `StoryBatch` of numpy arrays)."""
-        return cls(**{f.name: jnp.asarray(getattr(batch, f.name)) for f in dataclasses.fields(cls)})
+def to_device(batch: StoryBatch) -> StoryBatch:
+    """The batch with every leaf as a jax array (on the default device; `trainer` places global batches itself)."""
+    return jax.tree.map(jnp.asarray, batch)
 
 
 @dataclasses.dataclass(frozen=True)

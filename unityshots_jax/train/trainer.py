@@ -25,7 +25,7 @@ from tqdm import tqdm
 from unityshots_jax.sharding import build_mesh, rules_preset, use_mesh
 from unityshots_jax.story.story_model import abstract_story_model, build_story_model
 from unityshots_jax.train.lora import init_lora
-from unityshots_jax.train.shots_forcing import TrainBatch
+from unityshots_jax.train.shots_forcing import TrainBatch, to_device
 from unityshots_jax.train.train_config import RunConfig, TrainConfigError, run_config
 from unityshots_jax.train.train_step import (
     batch_sharding,
@@ -73,8 +73,7 @@ def _loader(run: RunConfig):
 
 
 def _global_batch(local, shardings: TrainBatch) -> TrainBatch:
-    host = TrainBatch.from_host(local) if not isinstance(local, TrainBatch) else local
-    return jax.tree.map(lambda x, s: jax.make_array_from_process_local_data(s, np.asarray(x)), host, shardings)
+    return jax.tree.map(lambda x, s: jax.make_array_from_process_local_data(s, np.asarray(x)), local, shardings)
 
 
 class _Metrics:
@@ -167,7 +166,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     state_sh = state_shardings(state_shape, logical, mesh, rules)
     loader = _loader(run)
     iterator = iter(loader)
-    batch_shape = jax.eval_shape(lambda b: TrainBatch.from_host(b), next(iter(loader)))
+    batch_shape = jax.eval_shape(to_device, next(iter(loader)))
     batch_sh = batch_sharding(mesh, batch_shape, rules)
     step_fn = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh, rules)
 
