@@ -62,6 +62,10 @@ def _loader(run: RunConfig):
     dims = dict(video_context_dim=run.ltx.video.context_dim, audio_context_dim=run.ltx.audio.context_dim)
     if run.data_source == "random":
         source = RandomStorySource(run.story, run.data_records, run.data_seed, **dims)
+    elif run.data_source == "toy_world":
+        from unityshots_jax.toy_world.toy_records import ToyWorldSource
+
+        source = ToyWorldSource(run.story, run.data_records, run.data_seed, **dims)
     else:
         source = open_story_source(run.data_source, cfg=run.story, **dims)
     if run.batch_size % jax.process_count():
