@@ -1,4 +1,4 @@
-"""The `unityshots` command line: convert, export, verify, make-tiny, train.
+"""The `unityshots` command line: generate, train, package, convert, export, verify, make-tiny.
 
 Every failure is one line on stderr naming the cause, and a non-zero exit (2 for bad input, 1 for a failed
 verification); nothing half-written is left behind.
@@ -87,6 +87,47 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "toy_world")
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import time
+
+    from unityshots_jax.media.mp4_writer import check_output_path
+    from unityshots_jax.pipeline.generate import StoryGenerator, write_story
+    from unityshots_jax.pipeline.story_conditioning import prepare_story
+    from unityshots_jax.prompt.story_prompt import load_story_prompt
+    from unityshots_jax.story.story_checkpoint import load_story_model
+
+    out = check_output_path(args.output)  # before any compute
+    if not 1 <= args.steps <= 1000:
+        raise _UsageError(f"--steps: {args.steps}; expected 1 to 1000")
+    if args.cut_strength is not None and not 0.0 <= args.cut_strength <= 1.0:
+        raise _UsageError(f"--cut-strength: {args.cut_strength}; expected a value in [0, 1]")
+    prompt = load_story_prompt(args.story)
+    t0 = time.perf_counter()
+    model = load_story_model(args.checkpoint, overrides={"max_shots": len(prompt.shots)})
+    generator = StoryGenerator(model)
+    story = prepare_story(prompt, model.story, generator.codecs, cut_strength=args.cut_strength)
+    for i in story.truncated:
+        print(f"unityshots generate: warning: shots[{i}]: text longer than the encoder's {model.story.text_tokens} tokens; "
+              "the rest is ignored", file=sys.stderr)
+    (media,) = generator.generate([story], seed=args.seed, steps=args.steps, progress=not args.quiet)
+    mp4, png = write_story(media, str(out), [s.caption for s in prompt.shots], [s.transition for s in prompt.shots])
+    total = len(media.frames) / media.fps
+    print(f"wrote {mp4} ({len(prompt.shots)} shots, {total:g} s, video {media.frames.shape[2]}x{media.frames.shape[1]} "
+          f"@ {media.fps:g} fps + audio {media.sample_rate} Hz) and {png} in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def _cmd_package(args: argparse.Namespace) -> int:
+    from unityshots_jax.story.story_checkpoint import package_run
+
+    path = package_run(args.workdir, args.out, use_ema=not args.no_ema, meta={"made_by": args.note} if args.note else None)
+    print(f"packaged {args.workdir} -> {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
+    return 0
+
+
 class _UsageError(ValueError):
     pass
 
@@ -94,6 +135,26 @@ class _UsageError(ValueError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unityshots", description="UnityShots on JAX: LTX-2.3 multi-shot audio-video.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="a story file -> one mp4 (video + audio, one segment per shot) + contact sheet")
+    p.add_argument("story", help="story file (.yaml / .json, see docs/story_format.md)")
+    p.add_argument("-o", "--output", required=True, help="output .mp4 (a contact sheet .png is written beside it)")
+    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                   help="a packaged story model (directory with model.safetensors) or a training workdir; "
+                        "default: the shipped toy-world model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20, help="denoising steps per shot")
+    p.add_argument("--cut-strength", type=float, default=None,
+                   help="the cut-type knob: one boundary strength in [0, 1] for every cut (0.4 continue ... 1.0 hard)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_cmd_generate)
+
+    p = sub.add_parser("package", help="a training workdir's latest checkpoint -> DIR/model.safetensors")
+    p.add_argument("workdir", help="directory written by 'unityshots train'")
+    p.add_argument("out", help="output directory")
+    p.add_argument("--no-ema", action="store_true", help="the raw weights, not their moving average")
+    p.add_argument("--note", default="", help="how the run was made (stored in the file's metadata)")
+    p.set_defaults(run=_cmd_package)
 
     p = sub.add_parser("convert", help="official LTX .safetensors -> orbax directory")
     p.add_argument("src", help="official single-file checkpoint (.safetensors)")

@@ -8,6 +8,7 @@ length up to `max_shots` share one compilation (padding shots leave the state un
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 
@@ -31,12 +32,33 @@ NO_GUIDANCE = GuidanceParams(cfg=1.0, stg=0.0, modality=1.0, rescale=0.0, stg_bl
 class SamplingConfig:
     """steps: LTX2Scheduler steps (30 for LTX-2.3); shift_tokens: the token count its shift uses (the pipelines
     pass none, i.e. 4096); video / audio: guidance per stream (ltx.sampling.LTX23_VIDEO / LTX23_AUDIO for the
-    pipelines' values; the default runs one pass per step)."""
+    pipelines' values; the default runs one pass per step); progress: call the hook installed with
+    `progress_hook` after every denoising step (a host callback; off by default)."""
 
     steps: int = 30
     shift_tokens: int = 4096
     video: GuidanceParams = NO_GUIDANCE
     audio: GuidanceParams = NO_GUIDANCE
+    progress: bool = False
+
+
+_PROGRESS_HOOKS: list = []
+
+
+@contextlib.contextmanager
+def progress_hook(fn):
+    """While active, `fn()` is called once per denoising step of a `SamplingConfig(progress=True)` run (from a
+    host callback, so for example a tqdm bar can advance over shots × steps)."""
+    _PROGRESS_HOOKS.append(fn)
+    try:
+        yield fn
+    finally:
+        _PROGRESS_HOOKS.remove(fn)
+
+
+def _tick() -> None:
+    for fn in list(_PROGRESS_HOOKS):
+        fn()
 
 
 def _guidance_batch(model: StoryModel, inputs: StoryInputs, shot: ShotConditioning, sampling: SamplingConfig, batch: int):
@@ -103,6 +125,8 @@ def denoise_shot(
         x0v = sampling.video.apply(gv["cond"], gv.get("uncond"), gv.get("perturbed"), gv.get("isolated"))
         x0a = sampling.audio.apply(ga["cond"], ga.get("uncond"), ga.get("perturbed"), ga.get("isolated"))
         x0v = post_process(x0v, clean_video, mask)
+        if sampling.progress:
+            jax.debug.callback(_tick, ordered=False)
         return (euler_step(xv, x0v, sigma, sigma_next), euler_step(xa, x0a, sigma, sigma_next)), None
 
     (xv, xa), _ = jax.lax.scan(step, (x_video, x_audio), (sigmas[:-1], sigmas[1:]))

@@ -114,9 +114,10 @@ def build_inputs(
     shot_valid, audio_valid = shot_token_valid(shot, cfg)
     use_ref = ((shot.mode == R2V) & (refs.image_valid > 0)).astype(jnp.float32)
     mem = state.has_memory.astype(jnp.float32)
+    ltm_on, stm_on = (mem * float(cfg.memory_slots in slots) for slots in (("both", "ltm"), ("both", "stm")))
     ones = lambda n, on: jnp.broadcast_to(on[:, None], (b, n)).astype(jnp.float32)  # noqa: E731
     token_mask = jnp.concatenate(
-        [shot_valid, ones(cfg.ref_image_frames * ft, use_ref), ones(cfg.ltm_frames * ft, mem), ones(cfg.stm_frames * ft, mem)],
+        [shot_valid, ones(cfg.ref_image_frames * ft, use_ref), ones(cfg.ltm_frames * ft, ltm_on), ones(cfg.stm_frames * ft, stm_on)],
         axis=1,
     )
     denoise = jnp.concatenate([shot_video_mask(shot, cfg)[..., 0], jnp.zeros((b, token_mask.shape[1] - shot_valid.shape[1]))], 1)

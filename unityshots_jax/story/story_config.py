@@ -28,6 +28,9 @@ class GateConfig:
     learned_rho: bool = True
 
 
+MEMORY_SLOTS = ("both", "ltm", "stm", "none")
+
+
 @dataclasses.dataclass(frozen=True)
 class StoryConfig:
     """Fixed shapes of a story; stories with fewer shots or shorter shots are padded and masked.
@@ -41,6 +44,8 @@ class StoryConfig:
     ref_audio_frames: audio latent frames kept from the reference voice clip (cropped / padded + masked).
     fps: video frame rate; temporal_scale / spatial_scale: VAE compression (LTX: 8, 32).
     cut_priors: the numeric priors τ of FIRST, CONTINUE, HARD (paper: 0, 0.4, 1.0).
+    memory_slots: which memory slots the transformer sees — "both" (the model), or an ablation: "ltm" (long-term
+      only), "stm" (short-term only), "none" (no memory); a hidden slot is masked out of attention, as at shot 0.
     """
 
     max_shots: int = 9
@@ -63,6 +68,7 @@ class StoryConfig:
     audio_downsample: int = 4
     cut_priors: tuple[float, float, float] = (0.0, 0.4, 1.0)
     gate: GateConfig = GateConfig()
+    memory_slots: str = "both"
 
     def __post_init__(self) -> None:
         checks = {
@@ -71,6 +77,7 @@ class StoryConfig:
             "frame_limit": self.frame_limit >= self.video_frames + self.ref_image_frames + 2 * self.stm_frames,
             "ltm_frames": self.ltm_frames <= self.stm_frames,
             "cut_priors": list(self.cut_priors) == sorted(self.cut_priors) and len(set(self.cut_priors)) == 3,
+            "memory_slots": self.memory_slots in MEMORY_SLOTS,
         }
         for name, ok in checks.items():
             if not ok:

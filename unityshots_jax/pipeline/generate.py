@@ -1,0 +1,100 @@
+"""Generate stories with a trained story model and write them out: one continuous mp4 + a contact sheet.
+
+`StoryGenerator(model)` compiles once per (batch, variant) and runs `generate_story` (a scan over shots carrying
+the constant-size memory, a scan over denoising steps inside); `decode` turns a story's latents into frames
+`[T, H, W, 3]` and a waveform `[N]` with each shot exactly as long as the story says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from unityshots_jax.ltx.config import ExecutionConfig
+from unityshots_jax.pipeline.media_codecs import StoryCodecs, codecs_for
+from unityshots_jax.pipeline.story_conditioning import PreparedStory, stack_stories
+from unityshots_jax.story.shot_scan import SamplingConfig, generate_story, progress_hook
+from unityshots_jax.story.story_checkpoint import LoadedStoryModel
+
+
+@dataclasses.dataclass(frozen=True)
+class StoryMedia:
+    """One generated story: frames `[T, H, W, 3]` float in [0, 1] at `fps`, audio `[N]` float at
+    `sample_rate`, and per shot its first frame index, frame count and the text it was conditioned on."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+    fps: float
+    sample_rate: int
+    shot_starts: tuple[int, ...]
+    shot_frames: tuple[int, ...]
+    texts: tuple[str, ...]
+
+    def shot(self, i: int) -> np.ndarray:
+        """Frames of shot i `[T_i, H, W, 3]`."""
+        return self.frames[self.shot_starts[i] : self.shot_starts[i] + self.shot_frames[i]]
+
+
+class StoryGenerator:
+    """A loaded story model with its codecs; `generate(stories, seed, steps)` returns one `StoryMedia` per story."""
+
+    def __init__(self, model: LoadedStoryModel, execution: ExecutionConfig | None = None):
+        self.model = model
+        self.codecs: StoryCodecs = codecs_for(model.meta, model.story, model.ltx.video.context_dim, model.ltx.audio.context_dim)
+        self.execution = execution or ExecutionConfig(attention="flash", dtype="float32")
+
+    def sampling(self, steps: int, progress: bool = False) -> SamplingConfig:
+        cfg = self.model.story
+        return SamplingConfig(steps=int(steps), shift_tokens=cfg.video_frames * cfg.frame_tokens, progress=progress)
+
+    def latents(self, stories: list[PreparedStory], *, seed: int, steps: int, progress: bool = False):
+        """(video `[shots, B, F, h, w, C]`, audio `[shots, B, Fa, Ca]`) numpy latents for equal-length stories."""
+        inputs = stack_stories(stories, self.model.story, self.codecs)
+        total = stories[0].num_shots * steps
+        bar = tqdm(total=total, desc="generate (shots × steps)", unit="step", disable=not progress)
+        with progress_hook(lambda: bar.update(1)):
+            video, audio, _ = generate_story(self.model.graphdef, self.model.params, inputs, jax.random.key(seed),
+                                             self.sampling(steps, progress), self.execution)
+            video, audio = jax.device_get((video, audio))
+        bar.n = total
+        bar.close()
+        return np.asarray(video), np.asarray(audio)
+
+    def decode(self, story: PreparedStory, video: np.ndarray, audio: np.ndarray) -> StoryMedia:
+        """One story's latents (video `[shots, F, h, w, C]`, audio `[shots, Fa, Ca]`) → `StoryMedia`."""
+        frames, waves, starts, counts = [], [], [], []
+        sample = 0
+        for i in range(story.num_shots):
+            f = self.codecs.video.decode(video[i, : story.n_frames[i]])
+            w = self.codecs.audio.decode(audio[i, : story.n_audio[i]], start_sample=sample)
+            starts.append(sum(counts))
+            counts.append(len(f))
+            frames.append(f)
+            waves.append(w)
+            sample += len(w)
+        return StoryMedia(np.concatenate(frames), np.concatenate(waves), float(self.codecs.video.fps),
+                          int(self.codecs.audio.sample_rate), tuple(starts), tuple(counts), story.texts)
+
+    def generate(self, stories: list[PreparedStory], *, seed: int = 0, steps: int = 20, progress: bool = False) -> list[StoryMedia]:
+        video, audio = self.latents(stories, seed=seed, steps=steps, progress=progress)
+        return [self.decode(s, video[:, b], audio[:, b]) for b, s in enumerate(stories)]
+
+
+def write_story(media: StoryMedia, out_path: str, captions: list[str], cuts: list[str]) -> tuple[str, str]:
+    """Write `out_path` (mp4: H.264 video + AAC audio, one chapter per shot, a `.shots.json` beside it) and a
+    contact sheet `<out>.png` (one frame per shot: its middle frame). Returns (mp4 path, png path)."""
+    import os
+
+    from unityshots_jax.media.contact_sheet import write_contact_sheet
+    from unityshots_jax.media.mp4_writer import ShotSegment, write_story_mp4
+
+    segments = [ShotSegment(i, s / media.fps, n / media.fps, captions[i]) for i, (s, n) in enumerate(zip(media.shot_starts, media.shot_frames))]
+    to_u8 = lambda x: np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
+    mp4 = write_story_mp4(out_path, to_u8(media.frames), media.fps, np.clip(media.audio, -1.0, 1.0), media.sample_rate, segments)
+    png = os.path.splitext(out_path)[0] + ".png"
+    middles = [to_u8(media.shot(i)[len(media.shot(i)) // 2]) for i in range(len(media.shot_frames))]
+    write_contact_sheet(png, middles, [f"{i + 1} {cuts[i].lower()}" for i in range(len(middles))])
+    return str(mp4), png
