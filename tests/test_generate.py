@@ -139,6 +139,7 @@ def test_missing_reference_file_refused(tmp_path, capsys, toy_model):
         (["-o", "{tmp}/out.avi"], [".mp4"]),
         (["-o", "{tmp}/out.mp4", "--cut-strength", "1.5"], ["--cut-strength"]),
         (["-o", "{tmp}/out.mp4", "--steps", "0"], ["--steps"]),
+        (["-o", "{tmp}/out.mp4", "--guidance", "0.5"], ["--guidance"]),
         (["-o", "{tmp}/out.mp4", "--checkpoint", "{tmp}/no_model"], ["no_model"]),
     ],
 )

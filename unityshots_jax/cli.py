@@ -107,7 +107,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     prompt = load_story_prompt(args.story)
     t0 = time.perf_counter()
     model = load_story_model(args.checkpoint, overrides={"max_shots": len(prompt.shots)})
-    generator = StoryGenerator(model)
+    if args.guidance is not None and not 1.0 <= args.guidance <= 20.0:
+        raise _UsageError(f"--guidance: {args.guidance}; expected 1 (off) to 20")
+    generator = StoryGenerator(model, guidance=args.guidance)
     story = prepare_story(prompt, model.story, generator.codecs, cut_strength=args.cut_strength)
     for i in story.truncated:
         print(f"unityshots generate: warning: shots[{i}]: text longer than the encoder's {model.story.text_tokens} tokens; "
@@ -146,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20, help="denoising steps per shot")
     p.add_argument("--cut-strength", type=float, default=None,
                    help="the cut-type knob: one boundary strength in [0, 1] for every cut (0.4 continue ... 1.0 hard)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale (default: 3 for models trained with caption dropout, else 1 = off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_cmd_generate)
 

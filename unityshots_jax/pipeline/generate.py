@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unityshots_jax.ltx.config import ExecutionConfig
+from unityshots_jax.ltx.sampling import GuidanceParams
 from unityshots_jax.pipeline.media_codecs import StoryCodecs, codecs_for
 from unityshots_jax.pipeline.story_conditioning import PreparedStory, stack_stories
 from unityshots_jax.story.shot_scan import SamplingConfig, generate_story, progress_hook
@@ -38,17 +39,31 @@ class StoryMedia:
         return self.frames[self.shot_starts[i] : self.shot_starts[i] + self.shot_frames[i]]
 
 
-class StoryGenerator:
-    """A loaded story model with its codecs; `generate(stories, seed, steps)` returns one `StoryMedia` per story."""
+DEFAULT_GUIDANCE = 3.0  # classifier-free guidance scale for models trained with caption dropout
 
-    def __init__(self, model: LoadedStoryModel, execution: ExecutionConfig | None = None):
+
+def default_guidance(meta: dict) -> float:
+    """CFG scale a model supports: `DEFAULT_GUIDANCE` if it was trained with caption dropout, else 1 (none)."""
+    return DEFAULT_GUIDANCE if float(meta.get("caption_dropout", 0.0)) > 0 else 1.0
+
+
+class StoryGenerator:
+    """A loaded story model with its codecs; `generate(stories, seed, steps)` returns one `StoryMedia` per story.
+
+    guidance: classifier-free guidance scale on both streams (the negative prompt is the empty text); default
+    `default_guidance(model.meta)`. Above 1 every step runs a second, unconditioned pass in the same batch."""
+
+    def __init__(self, model: LoadedStoryModel, execution: ExecutionConfig | None = None, guidance: float | None = None):
         self.model = model
         self.codecs: StoryCodecs = codecs_for(model.meta, model.story, model.ltx.video.context_dim, model.ltx.audio.context_dim)
         self.execution = execution or ExecutionConfig(attention="flash", dtype="float32")
+        self.guidance = default_guidance(model.meta) if guidance is None else float(guidance)
 
     def sampling(self, steps: int, progress: bool = False) -> SamplingConfig:
         cfg = self.model.story
-        return SamplingConfig(steps=int(steps), shift_tokens=cfg.video_frames * cfg.frame_tokens, progress=progress)
+        g = GuidanceParams(cfg=self.guidance, stg=0.0, modality=1.0, rescale=0.0, stg_blocks=())
+        return SamplingConfig(steps=int(steps), shift_tokens=cfg.video_frames * cfg.frame_tokens, video=g, audio=g,
+                              progress=progress)
 
     def latents(self, stories: list[PreparedStory], *, seed: int, steps: int, progress: bool = False):
         """(video `[shots, B, F, h, w, C]`, audio `[shots, B, Fa, Ca]`) numpy latents for equal-length stories."""

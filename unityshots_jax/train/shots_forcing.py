@@ -36,7 +36,10 @@ def to_device(batch: StoryBatch) -> StoryBatch:
 class LossConfig:
     """mode_probs: (T2V, I2V, R2V) sampling probabilities per shot (paper: 0.3, 0.5, 0.2), renormalised over the
     modes a shot allows; ref_audio_dropout: probability of hiding the reference voice for a shot; loss_on: "all"
-    shots or only the "last" valid one; timesteps: "shifted_logit_normal" (LTX trainer) or "uniform"; remat_shots:
+    shots or only the "last" valid one; timesteps: "shifted_logit_normal" (LTX trainer) or "uniform";
+    caption_dropout: per story and shot, replace the text by the empty text — zero contexts with only the first token
+    attended, which is what the toy text encoder gives for "" and what generation passes as the negative prompt
+    of classifier-free guidance; remat_shots:
     keep only each shot's carried state for the backward (the scan over shots otherwise stores every shot's
     activations, so memory grows with the number of shots)."""
 
@@ -45,6 +48,7 @@ class LossConfig:
     loss_on: str = "all"
     timesteps: str = "shifted_logit_normal"
     audio_weight: float = 1.0
+    caption_dropout: float = 0.0  # probability of training a shot on the empty text (enables classifier-free guidance)
     remat_shots: bool = False  # recompute each shot in the backward: activations stop growing with the shot count
 
 
@@ -79,6 +83,11 @@ def story_loss(
         n, x0_video, x0_audio, vctx, actx, cmask, tau, bnd, allowed, nf, na, valid = xs
         key, k_mode, k_drop, k_sig, k_nv, k_na = jax.random.split(key, 6)
         mode = _sample_modes(k_mode, allowed, batch.has_ref_image, loss_cfg.mode_probs)
+        if loss_cfg.caption_dropout > 0:  # own key (folded), so runs without dropout keep their random streams
+            drop = jax.random.uniform(jax.random.fold_in(k_drop, 1), (b,)) < loss_cfg.caption_dropout
+            vctx = jnp.where(drop[:, None, None], jnp.zeros_like(vctx), vctx)
+            actx = jnp.where(drop[:, None, None], jnp.zeros_like(actx), actx)
+            cmask = jnp.where(drop[:, None], (jnp.arange(cmask.shape[1]) == 0).astype(cmask.dtype)[None], cmask)
         shot = ShotConditioning(vctx, actx, cmask, mode, x0_video[:, 0], nf, na, tau, bnd, valid)
         state = enter_shot(state, bnd, valid, cfg)
         keep_voice = jax.random.uniform(k_drop, (b,)) >= loss_cfg.ref_audio_dropout
