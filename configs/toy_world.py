@@ -34,14 +34,13 @@ def get_config() -> ml_collections.ConfigDict:
         temporal_scale=4, spatial_scale=4, audio_hop_seconds=0.0125, audio_downsample=4,
     )
     c.story.gate = ml_collections.ConfigDict(dict(rho_hidden=64))
-    # caption_dropout: shots trained on the empty text, so generation can use classifier-free guidance. The shipped
-    # model trained steps 1-1200 without it (and with total_steps=1200), then resumed to 2400 with it.
+    # caption_dropout: shots trained on the empty text, so generation can use classifier-free guidance
     c.loss.update(mode_probs=(0.6, 0.2, 0.2), ref_audio_dropout=0.1, caption_dropout=0.1)
-    c.optimizer.update(lr_backbone=2e-3, lr_memory=2e-3, lr_lora=1e-3, warmup_steps=50, total_steps=2400,
+    c.optimizer.update(lr_backbone=2e-3, lr_memory=2e-3, lr_lora=1e-3, warmup_steps=50, total_steps=1200,
                        clip_norm=1.0, ema_decay=0.99)
     # data.source "toy_world": stories generated on demand (record i from seed and i)
     c.data.update(source="toy_world", records=100_000, seed=0, worker_count=1)  # rendering overlaps the step
-    c.steps = 2400
+    c.steps = 1200
     c.checkpoint_every = 250
     c.keep_checkpoints = 2
     c.log_every = 10

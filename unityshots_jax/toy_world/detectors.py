@@ -10,7 +10,9 @@ character colour with the most pixels; within the bounding box of those pixels, 
 (> 20 % of the figure) and the figure's fill of the box tells a square (≈ 1) from a diamond (≈ 0.5).
 Voice: the mean codec amplitudes over frames with speech are matched to each voice's harmonic profile (cosine).
 Transition strength: the mean absolute pixel difference between the last frame before a cut and the first
-frame after it, divided by the same measure between two unrelated random toy frames (≈ 1 for a hard cut).
+frame after it, divided by the same measure between the first frames of two unrelated random toy stories (so
+≈ 1 for a cut between different worlds; a HARD cut inside one world measures well below that, a CONTINUE cut
+lower still).
 """
 
 from __future__ import annotations
