@@ -29,7 +29,7 @@ def make_config(*, mesh: dict, batch_size: int, attention: str, attention_chunk:
     ))
     c.loss = ml_collections.ConfigDict(dict(mode_probs=(0.3, 0.5, 0.2), ref_audio_dropout=0.1, loss_on="all",
                                             timesteps="shifted_logit_normal", audio_weight=1.0, remat_shots=False,
-                                            caption_dropout=0.0))
+                                            caption_dropout=0.0, shift_tokens=0))
     # paper (App. A Table 1): AdamW (0.9, 0.999), 1e-5 backbone, 5e-5 gate MLP, clip 1.0
     c.optimizer = ml_collections.ConfigDict(dict(lr_backbone=1e-5, lr_memory=5e-5, lr_lora=1e-4, warmup_steps=100,
                                                  schedule="cosine", total_steps=20_000, clip_norm=1.0,

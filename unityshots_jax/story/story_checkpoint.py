@@ -100,7 +100,8 @@ def _read_workdir(workdir: str, use_ema: bool) -> tuple[dict, dict, dict]:
     params = model_params(trainable, state.frozen, dataclasses.replace(run.step, execution=dataclasses.replace(run.step.execution, dtype="float32")))
     meta = {"codec": config.get("codec", "toy_world" if config.get("data", {}).get("source") == "toy_world" else "ltx"),
             "train_steps": int(step), "weights": "ema" if trainable is state.ema else "trainable", "workdir": os.path.basename(workdir),
-            "caption_dropout": float(config.get("loss", {}).get("caption_dropout", 0.0))}
+            "caption_dropout": float(config.get("loss", {}).get("caption_dropout", 0.0)),
+            "shift_tokens": int(config.get("loss", {}).get("shift_tokens", 0))}
     return config, params, meta
 
 

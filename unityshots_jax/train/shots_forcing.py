@@ -39,7 +39,8 @@ class LossConfig:
     shots or only the "last" valid one; timesteps: "shifted_logit_normal" (LTX trainer) or "uniform";
     caption_dropout: per story and shot, replace the text by the empty text — zero contexts with only the first token
     attended, which is what the toy text encoder gives for "" and what generation passes as the negative prompt
-    of classifier-free guidance; remat_shots:
+    of classifier-free guidance; shift_tokens: the token count of the σ distribution's shift (0 = the shot's; a
+    larger count trains more at high noise, where layout and identity are decided); remat_shots:
     keep only each shot's carried state for the backward (the scan over shots otherwise stores every shot's
     activations, so memory grows with the number of shots)."""
 
@@ -49,6 +50,7 @@ class LossConfig:
     timesteps: str = "shifted_logit_normal"
     audio_weight: float = 1.0
     caption_dropout: float = 0.0  # probability of training a shot on the empty text (enables classifier-free guidance)
+    shift_tokens: int = 0  # the token count that shifts the σ distribution (0: the shot's own; 4096: LTX's maximum)
     remat_shots: bool = False  # recompute each shot in the backward: activations stop growing with the shot count
 
 
@@ -76,7 +78,7 @@ def story_loss(
     dtype = jnp.dtype(execution.dtype)
     refs = References(batch.ref_image, batch.has_ref_image.astype(jnp.float32), batch.ref_audio, batch.ref_audio_mask)
     last = jnp.sum(batch.shot_valid.astype(jnp.int32), axis=1) - 1
-    shot_tokens = cfg.video_frames * cfg.frame_tokens
+    shot_tokens = loss_cfg.shift_tokens or cfg.video_frames * cfg.frame_tokens
 
     def step(carry, xs):
         state, key = carry
