@@ -182,3 +182,18 @@ def test_corrupt_checkpoint_names_tensor(tmp_path, capsys, toy_model):
     write_safetensors(str(tmp_path / "bad" / "model.safetensors"), tensors, f.metadata)
     code, _, err = _run(capsys, ["generate", MEADOW, "-o", str(tmp_path / "o.mp4"), "--checkpoint", str(tmp_path / "bad")])
     assert code == 2 and victim in err
+
+
+def test_readme_main_command_with_the_shipped_model(tmp_path, capsys):
+    """The README's main job: the example story with the default (shipped) checkpoint → mp4 + png + shot list."""
+    from unityshots_jax.cli import DEFAULT_CHECKPOINT
+    from unityshots_jax.media.mp4_writer import probe_mp4
+    from unityshots_jax.story.story_checkpoint import load_story_model
+
+    assert load_story_model(DEFAULT_CHECKPOINT).meta["codec"] == "toy_world"
+    out = tmp_path / "story.mp4"
+    code, stdout, err = _run(capsys, ["generate", MEADOW, "-o", str(out), "--steps", "4", "--quiet"])
+    assert code == 0, err
+    info = probe_mp4(out)
+    assert info.video_frames == 44 and info.audio_duration_s == pytest.approx(5.5, abs=0.03)
+    assert (tmp_path / "story.png").exists() and (tmp_path / "story.shots.json").exists()
