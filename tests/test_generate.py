@@ -67,6 +67,8 @@ def test_same_seed_same_story_other_seed_differs(tmp_path, capsys, toy_model):
     story = prepare_story(prompt, model.story, gen.codecs)
     a, b, c = (gen.generate([story], seed=s, steps=2)[0] for s in (1, 1, 2))
     assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    assert [len(a.shot_audio(i)) for i in range(3)] == [32000, 24000, 32000]  # 2, 1.5, 2 s at 16 kHz
+    assert np.array_equal(np.concatenate([a.shot_audio(i) for i in range(3)]), a.audio)
     assert np.abs(a.frames - c.frames).mean() > 0.01
     frames = []
     for name in ("x", "y"):
@@ -154,18 +156,11 @@ def test_bad_arguments_refused(tmp_path, capsys, argv, words):
 
 def test_model_without_toy_codec_says_what_is_missing(tmp_path, capsys, toy_model):
     from unityshots_jax.checkpoint.safetensors_io import SafetensorsFile
-    from unityshots_jax.story.story_checkpoint import save_story_model
+    from unityshots_jax.story.story_checkpoint import save_story_model, unflatten
 
     f = SafetensorsFile(os.path.join(toy_model, "model.safetensors"))
-    config = json.loads(f.metadata["config"])
-    params: dict = {}
-    for name in f.keys():
-        node = params
-        *parents, leaf = name.split("/")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = f.read(name)
-    save_story_model(str(tmp_path / "ltx"), config, params, {"codec": "ltx"})
+    params = unflatten({name: f.read(name) for name in f.keys()})
+    save_story_model(str(tmp_path / "ltx"), json.loads(f.metadata["config"]), params, {"codec": "ltx"})
     code, _, err = _run(capsys, ["generate", MEADOW, "-o", str(tmp_path / "o.mp4"), "--checkpoint", str(tmp_path / "ltx")])
     assert code == 2 and "VAE" in err
     assert not (tmp_path / "o.mp4").exists()

@@ -18,7 +18,6 @@ Writes RESULTS.md, results.json and two PNG plots into --out.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -59,12 +58,7 @@ def score_identity_voice(stories, media) -> dict:
         later += [r == truth for r in readings[1:]]
         consistent += [r == readings[0] and r >= 0 for r in readings[1:]]
         final.append(readings[-1] == truth)
-        sample = 0
-        for i, plan in enumerate(story.shots):
-            n = int(round(plan.duration * m.sample_rate))
-            if i > 0 and plan.dialogue:
-                voice.append(read_voice(m.audio[sample : sample + n]) == story.character.voice)
-            sample += n
+        voice += [read_voice(m.shot_audio(i)) == story.character.voice for i, plan in enumerate(story.shots) if i > 0 and plan.dialogue]
     mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
     return {"identity": mean(later), "identity_final_shot": mean(final), "identity_opening_shot": mean(opening),
             "consistent_with_opening": mean(consistent), "voice": mean(voice), "later_shots": len(later),

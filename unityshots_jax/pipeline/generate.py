@@ -24,7 +24,8 @@ from unityshots_jax.story.story_checkpoint import LoadedStoryModel
 @dataclasses.dataclass(frozen=True)
 class StoryMedia:
     """One generated story: frames `[T, H, W, 3]` float in [0, 1] at `fps`, audio `[N]` float at
-    `sample_rate`, and per shot its first frame index, frame count and the text it was conditioned on."""
+    `sample_rate`, and per shot its first frame index and frame count, its first audio sample and sample count, and
+    the text it was conditioned on."""
 
     frames: np.ndarray
     audio: np.ndarray
@@ -32,11 +33,17 @@ class StoryMedia:
     sample_rate: int
     shot_starts: tuple[int, ...]
     shot_frames: tuple[int, ...]
+    audio_starts: tuple[int, ...]
+    audio_samples: tuple[int, ...]
     texts: tuple[str, ...]
 
     def shot(self, i: int) -> np.ndarray:
         """Frames of shot i `[T_i, H, W, 3]`."""
         return self.frames[self.shot_starts[i] : self.shot_starts[i] + self.shot_frames[i]]
+
+    def shot_audio(self, i: int) -> np.ndarray:
+        """Audio of shot i `[N_i]`."""
+        return self.audio[self.audio_starts[i] : self.audio_starts[i] + self.audio_samples[i]]
 
 
 DEFAULT_GUIDANCE = 3.0  # classifier-free guidance scale for models trained with caption dropout
@@ -81,18 +88,14 @@ class StoryGenerator:
 
     def decode(self, story: PreparedStory, video: np.ndarray, audio: np.ndarray) -> StoryMedia:
         """One story's latents (video `[shots, F, h, w, C]`, audio `[shots, Fa, Ca]`) → `StoryMedia`."""
-        frames, waves, starts, counts = [], [], [], []
-        sample = 0
+        frames, waves = [], []
         for i in range(story.num_shots):
-            f = self.codecs.video.decode(video[i, : story.n_frames[i]])
-            w = self.codecs.audio.decode(audio[i, : story.n_audio[i]], start_sample=sample)
-            starts.append(sum(counts))
-            counts.append(len(f))
-            frames.append(f)
-            waves.append(w)
-            sample += len(w)
+            frames.append(self.codecs.video.decode(video[i, : story.n_frames[i]]))
+            waves.append(self.codecs.audio.decode(audio[i, : story.n_audio[i]], start_sample=sum(map(len, waves))))
+        starts = lambda parts: tuple(int(x) for x in np.cumsum([0] + [len(p) for p in parts[:-1]]))  # noqa: E731
         return StoryMedia(np.concatenate(frames), np.concatenate(waves), float(self.codecs.video.fps),
-                          int(self.codecs.audio.sample_rate), tuple(starts), tuple(counts), story.texts)
+                          int(self.codecs.audio.sample_rate), starts(frames), tuple(len(f) for f in frames),
+                          starts(waves), tuple(len(w) for w in waves), story.texts)
 
     def generate(self, stories: list[PreparedStory], *, seed: int = 0, steps: int = 20, progress: bool = False) -> list[StoryMedia]:
         video, audio = self.latents(stories, seed=seed, steps=steps, progress=progress)

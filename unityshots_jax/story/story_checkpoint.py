@@ -53,6 +53,18 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
     return out
 
 
+def unflatten(flat: dict[str, np.ndarray]) -> dict:
+    """The nested pure dict of "a/b/0/c"-named tensors (all-digit parts become int keys, as NNX's are)."""
+    tree: dict = {}
+    for name, value in flat.items():
+        node = tree
+        *parents, leaf = name.split("/")
+        for p in parents:
+            node = node.setdefault(int(p) if p.isdigit() else p, {})
+        node[int(leaf) if leaf.isdigit() else leaf] = value
+    return tree
+
+
 def _configs(config: dict) -> tuple[LTXConfig, StoryConfig]:
     from unityshots_jax.config_files import model_config
     from unityshots_jax.train.train_config import story_config
@@ -144,12 +156,5 @@ def load_story_model(path: str, *, use_ema: bool = True, overrides: dict | None 
     for name, want in expected.items():
         if tuple(flat[name].shape) != tuple(want.shape):
             raise CheckpointError(f"{path}: tensor {name} has shape {list(flat[name].shape)}, the config needs {list(want.shape)}")
-    pure: dict = {}
-    for name, value in flat.items():
-        node = pure
-        *parents, leaf = name.split("/")
-        for p in parents:
-            node = node.setdefault(int(p) if p.isdigit() else p, {})
-        node[int(leaf) if leaf.isdigit() else leaf] = jax.numpy.asarray(value, jax.numpy.float32)
-    nnx.replace_by_pure_dict(state, pure)
+    nnx.replace_by_pure_dict(state, unflatten({k: jax.numpy.asarray(v, jax.numpy.float32) for k, v in flat.items()}))
     return LoadedStoryModel(ltx, story, graphdef, state, config, meta, path)

@@ -70,9 +70,14 @@ def story_record(
     for i, (v, a) in enumerate(zip(video, audio)):
         video_latents[i, : len(v)], audio_latents[i, : len(a)] = v, a
     vctx, actx, mask = encoder.encode_batch(compose_shot_texts(story_prompt(story)))
-    portrait = vc.encode(np.repeat(render_portrait(story.character)[None], TEMPORAL_SCALE, 0))
-    ref_image_arr = np.repeat(portrait, cfg.ref_image_frames, 0) if ref_image else np.zeros((cfg.ref_image_frames, *portrait.shape[1:]), np.float32)
-    clip = ac.encode(render_voice_clip(story.character, seconds=cfg.ref_audio_frames / ac.latent_rate))
+    # references are rendered only when the record carries them (this runs for every training example)
+    ref_image_arr = np.zeros((cfg.ref_image_frames, *video_latents.shape[2:]), np.float32)
+    if ref_image:
+        portrait = vc.encode(np.repeat(render_portrait(story.character)[None], TEMPORAL_SCALE, 0))
+        ref_image_arr[:] = portrait
+    ref_audio = np.zeros((cfg.ref_audio_frames, ac.latent_channels), np.float32)
+    if ref_voice:
+        ref_audio[:] = ac.encode(render_voice_clip(story.character, seconds=cfg.ref_audio_frames / ac.latent_rate))
     ref_mask = np.full((cfg.ref_audio_frames,), int(ref_voice), np.int32)
     modes = np.ones((k, 3), bool)
     modes[:, 2] = ref_image
@@ -89,7 +94,7 @@ def story_record(
         allowed_modes=modes,
         ref_image=ref_image_arr,
         has_ref_image=bool(ref_image),
-        ref_audio=(clip if ref_voice else np.zeros_like(clip)).astype(np.float32),
+        ref_audio=ref_audio,
         ref_audio_mask=ref_mask,
     )
 
