@@ -7,6 +7,7 @@ verification); nothing half-written is left behind.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -93,33 +94,68 @@ DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "a
 def _cmd_generate(args: argparse.Namespace) -> int:
     import time
 
-    from unityshots_jax.media.mp4_writer import check_output_path
+    from unityshots_jax.media.mp4_writer import encoded_size, plan_story_outputs
     from unityshots_jax.pipeline.generate import StoryGenerator, write_story
     from unityshots_jax.pipeline.story_conditioning import prepare_story
     from unityshots_jax.prompt.story_prompt import load_story_prompt
     from unityshots_jax.story.story_checkpoint import load_story_model
 
-    out = check_output_path(args.output)  # before any compute
+    outputs = plan_story_outputs(args.output, overwrite=args.overwrite)  # before any compute
     if not 1 <= args.steps <= 1000:
         raise _UsageError(f"--steps: {args.steps}; expected 1 to 1000")
+    if not 0 <= args.seed < 2**63:
+        raise _UsageError(f"--seed: {args.seed}; expected an integer from 0 to 2**63 - 1")
     if args.cut_strength is not None and not 0.0 <= args.cut_strength <= 1.0:
         raise _UsageError(f"--cut-strength: {args.cut_strength}; expected a value in [0, 1]")
+    if args.guidance is not None and not 1.0 <= args.guidance <= 20.0:
+        raise _UsageError(f"--guidance: {args.guidance}; expected 1 (off) to 20")
     prompt = load_story_prompt(args.story)
     t0 = time.perf_counter()
     model = load_story_model(args.checkpoint, overrides={"max_shots": len(prompt.shots)})
-    if args.guidance is not None and not 1.0 <= args.guidance <= 20.0:
-        raise _UsageError(f"--guidance: {args.guidance}; expected 1 (off) to 20")
     generator = StoryGenerator(model, guidance=args.guidance)
     story = prepare_story(prompt, model.story, generator.codecs, cut_strength=args.cut_strength)
     for i in story.truncated:
         print(f"unityshots generate: warning: shots[{i}]: text longer than the encoder's {model.story.text_tokens} tokens; "
               "the rest is ignored", file=sys.stderr)
-    (media,) = generator.generate([story], seed=args.seed, steps=args.steps, progress=not args.quiet)
-    mp4, png = write_story(media, str(out), [s.caption for s in prompt.shots], [s.transition for s in prompt.shots])
+    (media,) = _interruptible(lambda: generator.generate([story], seed=args.seed, steps=args.steps, progress=not args.quiet))
+    strengths = [float(b) for b in story.cut_strength] if args.cut_strength is not None else None
+    write_story(media, str(outputs.mp4), [s.caption for s in prompt.shots], [s.transition for s in prompt.shots],
+                strengths=strengths, overwrite=args.overwrite)
     total = len(media.frames) / media.fps
-    print(f"wrote {mp4} ({len(prompt.shots)} shots, {total:g} s, video {media.frames.shape[2]}x{media.frames.shape[1]} "
-          f"@ {media.fps:g} fps + audio {media.sample_rate} Hz) and {png} in {time.perf_counter() - t0:.1f} s")
+    height, width = encoded_size(*media.frames.shape[1:3])
+    channels = 1 if media.audio.ndim == 1 else media.audio.shape[1]
+    print(f"wrote {outputs.mp4} ({len(prompt.shots)} shots, {total:g} s, video {width}x{height} "
+          f"({media.frames.shape[2]}x{media.frames.shape[1]} upscaled) @ {media.fps:g} fps + audio {media.sample_rate} Hz "
+          f"{'stereo' if channels == 2 else 'mono'}), {outputs.sidecar} and {outputs.sheet} in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _interruptible(work):
+    """Run `work()` in a worker thread so Ctrl-C takes effect at once, not when a long compiled call returns:
+    the main thread waits in short slices; on KeyboardInterrupt nothing has been written yet, so the process
+    ends right away (exit 130) without waiting for the device computation."""
+    import threading
+
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = work()
+        except BaseException as e:  # handed to the main thread
+            box["error"] = e
+
+    worker = threading.Thread(target=run, name="unityshots-generate", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        print("unityshots generate: interrupted; nothing was written", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
@@ -134,18 +170,42 @@ class _UsageError(ValueError):
     pass
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, unless it is unset (None / False) or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if unset or "default" in text or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("unityshots-jax")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unityshots", description="UnityShots on JAX: LTX-2.3 multi-shot audio-video.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=_DefaultsFormatter)
 
     p = sub.add_parser("generate", help="a story file -> one mp4 (video + audio, one segment per shot) + contact sheet")
     p.add_argument("story", help="story file (.yaml / .json, see docs/story_format.md)")
-    p.add_argument("-o", "--output", required=True, help="output .mp4 (a contact sheet .png is written beside it)")
+    p.add_argument("-o", "--output", required=True, help="output .mp4 (OUT.shots.json and a contact sheet OUT.png are written beside it)")
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                    help="a packaged story model (directory with model.safetensors) or a training workdir; "
                         "default: the shipped toy-world model")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (0 to 2**63 - 1)")
     p.add_argument("--steps", type=int, default=20, help="denoising steps per shot")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT.mp4, OUT.shots.json and OUT.png if they exist (otherwise existing outputs are refused)")
     p.add_argument("--cut-strength", type=float, default=None,
                    help="the cut-type knob: one boundary strength in [0, 1] for every cut (0.4 continue ... 1.0 hard)")
     p.add_argument("--guidance", type=float, default=None,

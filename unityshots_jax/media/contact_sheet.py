@@ -44,6 +44,14 @@ def write_contact_sheet(path: str | os.PathLike, frames, labels, *, scale: int |
     string per frame, printed under its tile with Pillow's default font. Tiles are upscaled nearest-neighbour by
     `scale` (default: the smallest factor making both sides >= 128). Written atomically; returns the path."""
     out = check_output_path(path, suffix=".png")
+    sheet = render_contact_sheet(frames, labels, scale=scale)
+    with atomic_output(out) as tmp:
+        sheet.save(tmp, format="PNG")
+    return out
+
+
+def render_contact_sheet(frames, labels, *, scale: int | None = None) -> Image.Image:
+    """The contact sheet of `write_contact_sheet` as an RGB image (nothing written)."""
     frames = [np.asarray(f) for f in frames]
     labels = [str(label) for label in labels]
     if not frames:
@@ -75,7 +83,4 @@ def write_contact_sheet(path: str | os.PathLike, frames, labels, *, scale: int |
         tile = np.repeat(np.repeat(frame, scale, axis=0), scale, axis=1)
         sheet.paste(Image.fromarray(np.ascontiguousarray(tile)), (x, y))
         draw.text((x, y + tile_h + _GAP - top), _fit(draw, label, font, tile_w), fill=_TEXT, font=font)
-
-    with atomic_output(out) as tmp:
-        sheet.save(tmp, format="PNG")
-    return out
+    return sheet

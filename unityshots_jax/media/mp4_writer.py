@@ -1,4 +1,4 @@
-"""The story MP4: H.264 video + AAC mono audio, one chapter per shot, a `.shots.json` sidecar; and reading it back.
+"""The story MP4: H.264 video + AAC mono or stereo audio, one chapter per shot, a `.shots.json` sidecar; and reading it back.
 
 Outputs are written to a hidden temporary file in the destination directory and moved into place with `os.replace`,
 so a failed or interrupted write never leaves a half-written file under the requested name.
@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 CHAPTERS_SUPPORTED = hasattr(av.container.OutputContainer, "set_chapters")
+_LAYOUTS = {1: "mono", 2: "stereo"}
 
 
 class MediaError(ValueError):
@@ -69,6 +70,41 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 @dataclass(frozen=True)
+class StoryOutputs:
+    """The three files one generated story becomes: the mp4, its `.shots.json` sidecar and the contact sheet."""
+
+    mp4: Path
+    sidecar: Path
+    sheet: Path
+
+    @property
+    def paths(self) -> tuple[Path, Path, Path]:
+        return self.mp4, self.sidecar, self.sheet
+
+
+def plan_story_outputs(path: str | os.PathLike, *, overwrite: bool = False) -> StoryOutputs:
+    """Check, before any compute, every file a story will be written to (`story.mp4`, `story.shots.json`,
+    `story.png`): each must be writable and not a directory, and none may exist unless `overwrite`."""
+    mp4 = check_output_path(path)
+    outputs = StoryOutputs(mp4, sidecar_path(mp4), mp4.with_suffix(".png"))
+    for p in outputs.paths[1:]:
+        if p.is_dir():
+            raise MediaError(f"output {p}: is a directory (the story's {'sidecar' if p.suffix == '.json' else 'contact sheet'} goes there)")
+    existing = [str(p) for p in outputs.paths if p.exists()]
+    if existing and not overwrite:
+        raise MediaError(f"output {', '.join(existing)}: already exists; pass --overwrite to replace it, or choose another name")
+    return outputs
+
+
+@contextlib.contextmanager
+def atomic_outputs(paths: Sequence[Path]) -> Iterator[tuple[Path, ...]]:
+    """Temporary paths for several outputs at once; all are moved into place only when the block succeeds, none if
+    it raises (the renames follow each other at the end, so a failure leaves no subset of new outputs behind)."""
+    with contextlib.ExitStack() as stack:
+        yield tuple(stack.enter_context(atomic_output(p)) for p in paths)
+
+
+@dataclass(frozen=True)
 class ShotSegment:
     """One shot on the story timeline: `index` (0-based), `start_s` and `duration_s` in seconds, its `caption`."""
 
@@ -100,6 +136,12 @@ def default_scale(height: int, width: int, min_side: int = 256) -> int:
     return max(1, math.ceil(min_side / min(height, width)))
 
 
+def encoded_size(height: int, width: int, scale: int | None = None) -> tuple[int, int]:
+    """(height, width) px of the video `write_story_mp4` writes for `height × width` frames (upscaled, even sides)."""
+    scale = default_scale(height, width) if scale is None else scale
+    return height * scale + (height * scale) % 2, width * scale + (width * scale) % 2
+
+
 def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:
     """Nearest-neighbour upscale `[H, W, 3]` → `[H·scale, W·scale, 3]`, then replicate the last row / column so both
     sides are even (yuv420p needs even dimensions)."""
@@ -112,8 +154,8 @@ def _upscale(frame: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _validate(video, fps, audio, sample_rate, segments, scale) -> tuple[np.ndarray, np.ndarray, int]:
-    """Check the `write_story_mp4` arguments; return video `uint8 [T, H, W, 3]`, audio `float32 [N]` clipped to
-    [-1, 1], and the integer upscale factor."""
+    """Check the `write_story_mp4` arguments; return video `uint8 [T, H, W, 3]`, audio `float32 [N, channels]`
+    clipped to [-1, 1], and the integer upscale factor."""
     video = np.asarray(video)
     if video.ndim != 4 or video.shape[-1] != 3 or min(video.shape[:3]) < 1:
         raise MediaError(f"video: expected shape [T, H, W, 3] with T, H, W >= 1, got {list(video.shape)}")
@@ -122,8 +164,10 @@ def _validate(video, fps, audio, sample_rate, segments, scale) -> tuple[np.ndarr
     if isinstance(fps, bool) or not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
         raise MediaError(f"fps: expected a positive finite number, got {fps!r}")
     audio = np.asarray(audio)
-    if audio.ndim != 1 or audio.shape[0] < 1:
-        raise MediaError(f"audio: expected shape [N] with N >= 1 (mono), got {list(audio.shape)}")
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    if audio.ndim != 2 or audio.shape[0] < 1 or audio.shape[1] not in _LAYOUTS:
+        raise MediaError(f"audio: expected shape [N] (mono) or [N, 1|2] (mono / stereo) with N >= 1, got {list(audio.shape)}")
     if not np.issubdtype(audio.dtype, np.floating) or not np.all(np.isfinite(audio)):
         raise MediaError(f"audio: expected finite float32 samples, got {audio.dtype} with NaN/inf or non-float values")
     if not (isinstance(sample_rate, (int, np.integer)) and sample_rate > 0):
@@ -160,7 +204,7 @@ def _chapters(segments: Sequence[ShotSegment]) -> list[dict]:
 
 def _encode(tmp: Path, video: np.ndarray, rate: Fraction, audio: np.ndarray, sample_rate: int, scale: int,
             segments: Sequence[ShotSegment]) -> None:
-    """Encode video `uint8 [T, H, W, 3]` and audio `float32 [N]` into an MP4 at `tmp`."""
+    """Encode video `uint8 [T, H, W, 3]` and audio `float32 [N, channels]` into an MP4 at `tmp`."""
     height, width = _upscale(video[0], scale).shape[:2]
     with av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         if CHAPTERS_SUPPORTED:
@@ -168,7 +212,8 @@ def _encode(tmp: Path, video: np.ndarray, rate: Fraction, audio: np.ndarray, sam
         vstream = container.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         vstream.time_base = 1 / rate
-        astream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        layout = _LAYOUTS[audio.shape[1]]
+        astream = container.add_stream("aac", rate=sample_rate, layout=layout)
         n_frames, pos = video.shape[0], 0
         for t in range(n_frames + 1):  # interleaved: each frame, then the audio up to its end (all of it at the end)
             if t < n_frames:
@@ -177,7 +222,7 @@ def _encode(tmp: Path, video: np.ndarray, rate: Fraction, audio: np.ndarray, sam
                 container.mux(vstream.encode(frame))
             end = audio.shape[0] if t == n_frames else min(audio.shape[0], int((t + 1) * sample_rate / rate))
             if end > pos:  # any chunk size: PyAV re-buffers to the encoder's frame size (1024 for AAC)
-                chunk = av.AudioFrame.from_ndarray(audio[None, pos:end], format="fltp", layout="mono")
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[pos:end].T), format="fltp", layout=layout)
                 chunk.sample_rate, chunk.pts, chunk.time_base = sample_rate, pos, Fraction(1, sample_rate)
                 container.mux(astream.encode(chunk))
                 pos = end
@@ -187,26 +232,34 @@ def _encode(tmp: Path, video: np.ndarray, rate: Fraction, audio: np.ndarray, sam
 
 def write_story_mp4(path: str | os.PathLike, video, fps: float, audio, sample_rate: int,
                     segments: Sequence[ShotSegment], *, scale: int | None = None) -> Path:
-    """Write the story: video `uint8 [T, H, W, 3]` at `fps` and mono audio `float32 [N]` in [-1, 1] at
-    `sample_rate` (values outside are clipped), shots as `segments` (contiguous, summing to T/fps within a frame).
+    """Write the story: video `uint8 [T, H, W, 3]` at `fps` and audio `float32 [N]` (mono) or `[N, 2]` (stereo)
+    in [-1, 1] at `sample_rate` (values outside are clipped), shots as `segments` (contiguous, summing to T/fps
+    within a frame).
 
     Frames are upscaled nearest-neighbour by `scale` (default: the smallest factor making both sides >= 256) and
     padded to even sides, then encoded H.264 (libx264, yuv420p, crf 18) with one tick of 1/fps per frame; audio is
-    AAC mono. Shots become MP4 chapters (when PyAV supports them) and always `sidecar_path(path)` JSON. Both files
-    are written atomically. Returns the MP4 path."""
+    AAC mono or stereo. Shots become MP4 chapters (when PyAV supports them) and always `sidecar_path(path)` JSON.
+    Both files are written atomically. Returns the MP4 path."""
     out = check_output_path(path)
+    with atomic_output(out) as tmp_mp4, atomic_output(sidecar_path(out)) as tmp_json:
+        encode_story_mp4(tmp_mp4, tmp_json, video, fps, audio, sample_rate, segments, scale=scale, name=out)
+    return out
+
+
+def encode_story_mp4(mp4_path: Path, sidecar: Path, video, fps: float, audio, sample_rate: int,
+                     segments: Sequence[ShotSegment], *, scale: int | None = None, name: Path | None = None) -> None:
+    """`write_story_mp4` into the given (temporary) paths, without moving anything into place: for callers that
+    commit several outputs together. `name` is the final path, for messages."""
     video, audio, scale = _validate(video, fps, audio, sample_rate, segments, scale)
     rate = Fraction(fps).limit_denominator(100_000)
     shots = [{"index": s.index, "start_s": s.start_s, "duration_s": s.duration_s, "end_s": s.start_s + s.duration_s,
               "caption": s.caption} for s in segments]
-    doc = {"fps": float(fps), "sample_rate": int(sample_rate), "shots": shots}
-    with atomic_output(out) as tmp_mp4, atomic_output(sidecar_path(out)) as tmp_json:
-        try:
-            _encode(tmp_mp4, video, rate, audio, int(sample_rate), scale, segments)
-        except av.error.FFmpegError as e:
-            raise MediaError(f"output {out}: encoding failed: {e}") from e
-        tmp_json.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return out
+    doc = {"fps": float(fps), "sample_rate": int(sample_rate), "audio_channels": int(audio.shape[1]), "shots": shots}
+    try:
+        _encode(mp4_path, video, rate, audio, int(sample_rate), scale, segments)
+    except av.error.FFmpegError as e:
+        raise MediaError(f"output {name or mp4_path}: encoding failed: {e}") from e
+    sidecar.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _open_input(path: str | os.PathLike):

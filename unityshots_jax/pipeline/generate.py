@@ -102,18 +102,23 @@ class StoryGenerator:
         return [self.decode(s, video[:, b], audio[:, b]) for b, s in enumerate(stories)]
 
 
-def write_story(media: StoryMedia, out_path: str, captions: list[str], cuts: list[str]) -> tuple[str, str]:
-    """Write `out_path` (mp4: H.264 video + AAC audio, one chapter per shot, a `.shots.json` beside it) and a
-    contact sheet `<out>.png` (one frame per shot: its middle frame). Returns (mp4 path, png path)."""
-    import os
+def write_story(media: StoryMedia, out_path: str, captions: list[str], cuts: list[str], *,
+                strengths: list[float] | None = None, overwrite: bool = True):
+    """Write `out_path` (mp4: H.264 video + AAC audio, one chapter per shot), the `.shots.json` beside it and a
+    contact sheet `<out>.png` (one frame per shot: its middle frame, labelled with its cut and, when given, the
+    boundary strength it was generated with) — all three together or none. Returns the `StoryOutputs` paths."""
+    from unityshots_jax.media.contact_sheet import render_contact_sheet
+    from unityshots_jax.media.mp4_writer import ShotSegment, atomic_outputs, encode_story_mp4, plan_story_outputs
 
-    from unityshots_jax.media.contact_sheet import write_contact_sheet
-    from unityshots_jax.media.mp4_writer import ShotSegment, write_story_mp4
-
+    outputs = plan_story_outputs(out_path, overwrite=overwrite)
     segments = [ShotSegment(i, s / media.fps, n / media.fps, captions[i]) for i, (s, n) in enumerate(zip(media.shot_starts, media.shot_frames))]
     to_u8 = lambda x: np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
-    mp4 = write_story_mp4(out_path, to_u8(media.frames), media.fps, np.clip(media.audio, -1.0, 1.0), media.sample_rate, segments)
-    png = os.path.splitext(out_path)[0] + ".png"
     middles = [to_u8(media.shot(i)[len(media.shot(i)) // 2]) for i in range(len(media.shot_frames))]
-    write_contact_sheet(png, middles, [f"{i + 1} {cuts[i].lower()}" for i in range(len(middles))])
-    return str(mp4), png
+    labels = [f"{i + 1} {cuts[i].lower()}" + (f" b={strengths[i]:.2f}" if strengths is not None and i else "")
+              for i in range(len(middles))]
+    sheet = render_contact_sheet(middles, labels)
+    with atomic_outputs(outputs.paths) as (tmp_mp4, tmp_json, tmp_png):
+        encode_story_mp4(tmp_mp4, tmp_json, to_u8(media.frames), media.fps, np.clip(media.audio, -1.0, 1.0),
+                         media.sample_rate, segments, name=outputs.mp4)
+        sheet.save(tmp_png, format="PNG")
+    return outputs

@@ -308,11 +308,44 @@ def parse_story_prompt(data: dict, *, source: str = "<story>", base_dir: Path | 
     return StoryPrompt(raw.caption, (raw.negative_caption or "").strip(), characters, shots)
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: Any, where: str):
+        super().__init__(f"duplicate key {key!r}{where}; each key may appear once in a mapping")
+
+
+def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object from its (key, value) pairs, refusing a key given twice (json.loads would keep the last)."""
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key, "")
+        out[key] = value
+    return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping key given twice (SafeLoader keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise _DuplicateKey(key, f" (line {mark.line + 1}, column {mark.column + 1})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse_text(text: str, kind: str, source: str) -> Any:
-    """The data of a story file's text (`kind` "yaml" or "json", YAML via safe_load only); a syntax problem raises
-    with field `story`."""
+    """The data of a story file's text (`kind` "yaml" or "json", YAML through a safe loader only); a syntax problem
+    or a key given twice in one mapping raises with field `story`."""
     try:
-        return json.loads(text) if kind == "json" else yaml.safe_load(text)
+        if kind == "json":
+            return json.loads(text, object_pairs_hook=_unique_json_object)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as exc:
+        reason = f"invalid {kind.upper()}: {exc}"
     except json.JSONDecodeError as exc:
         reason = f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
     except yaml.YAMLError as exc:
