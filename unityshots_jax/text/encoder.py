@@ -24,6 +24,7 @@ from flax import nnx
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile, write_safetensors
 from unityshots_jax.codecs.base import TextContexts
+from unityshots_jax.text.connector import NUM_REGISTERS
 from unityshots_jax.text.embeddings import TextEmbeddings, load_text_embeddings
 from unityshots_jax.text.gemma3.loading import load_tower, weight_files
 from unityshots_jax.text.gemma3.model import Gemma3TextTower
@@ -87,6 +88,11 @@ class Ltx23TextEncoder:
 
     def __init__(self, gemma_dir: str, ltx_weights: str, *, max_length: int = MAX_LENGTH, dtype: str = "float32",
                  cache_dir: str | None = None, allow_empty: bool = False):
+        if max_length < 1 or max_length % NUM_REGISTERS:
+            raise ValueError(f"max_length {max_length}: the connectors need a positive multiple of {NUM_REGISTERS} "
+                             "tokens (ltx-core: 1024)")
+        if dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"dtype {dtype!r}: expected 'float32' or 'bfloat16'")
         self.tokenizer = GemmaTokenizer(gemma_dir, max_length)
         tower: Gemma3TextTower = load_tower(gemma_dir, dtype)
         emb: TextEmbeddings = load_text_embeddings(ltx_weights, tower.cfg.hidden_size, tower.cfg.num_states, dtype)
