@@ -47,8 +47,8 @@ def text_weights(gemma_dirs, tmp_path_factory):
 @pytest.mark.parametrize("name", sorted(E2E))
 def test_captions_to_contexts_match_ltx_core(text_weights, name):
     gemma, weights, proc = text_weights[name]
-    ref32 = tiny_text.ltx_text_path(gemma, proc, CAPTIONS, TOKENS, double=False)
-    ref64 = tiny_text.ltx_text_path(gemma, proc, CAPTIONS, TOKENS, double=True)
+    ref32 = tiny_text.ltx_text_path(gemma, proc, CAPTIONS, TOKENS)
+    ref64 = tiny_text.ltx_text_path(gemma, proc, CAPTIONS, TOKENS, dtype="float64")
     encoder = Ltx23TextEncoder(gemma, weights, max_length=TOKENS)
     assert isinstance(encoder, TextEncoder)
     with pytest.warns(CaptionTruncated, match="caption 2 is longer than 128 tokens"):
@@ -58,6 +58,21 @@ def test_captions_to_contexts_match_ltx_core(text_weights, name):
     assert_parity(f"{name}: video context", out.video, ref32[0], ref64[0])
     assert_parity(f"{name}: audio context", out.audio, ref32[1], ref64[1])
     np.testing.assert_array_equal(out.mask, ref32[2])
+
+
+def test_bf16_contexts_within_the_references_own_bf16_error(text_weights):
+    """bf16 end to end: our max error vs the float64 truth at most 2× ltx-core's own bf16 error, per stream.
+
+    Measured (config "b", contexts of scale ~3): ltx-core bf16 0.026 (video) / 0.026 (audio), ours 0.030 / 0.031."""
+    gemma, weights, proc = text_weights["b"]
+    captions = CAPTIONS[:2]
+    ref64 = tiny_text.ltx_text_path(gemma, proc, captions, TOKENS, dtype="float64")
+    ref_bf16 = tiny_text.ltx_text_path(gemma, proc, captions, TOKENS, dtype="bfloat16")
+    ours = Ltx23TextEncoder(gemma, weights, max_length=TOKENS, dtype="bfloat16").encode(captions)
+    for i, (stream, got) in enumerate((("video", ours.video), ("audio", ours.audio))):
+        ref_err = np.abs(ref_bf16[i] - ref64[i]).max()
+        our_err = np.abs(got - ref64[i]).max()
+        assert our_err <= 2.0 * ref_err, (stream, our_err, ref_err)
 
 
 @pytest.mark.parametrize("pad_token", [True, False])

@@ -109,3 +109,29 @@ def test_unsupported_config_field(gemma_dirs, tmp_path):
         json.dump(cfg, f)
     with pytest.raises(GemmaConfigError, match=r"rope_scaling\.rope_type 'yarn' is not supported"):
         load_tower(dst)
+
+
+def test_ltx_gemma_12b_layout_matches_transformers():
+    """ltx-core's hard-coded Gemma-3 12B config parses to the LTX facts (§7), and our expected tensor names and
+    shapes are exactly the language model's state dict in transformers (built on the meta device)."""
+    import torch
+    from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    from unityshots_jax.text.gemma3.config import config_from_dict
+    from unityshots_jax.text.gemma3.loading import expected_tensors
+
+    raw = GEMMA3_CONFIG_FOR_LTX.to_dict()
+    cfg = config_from_dict(raw)
+    assert (cfg.num_states, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim) == (49, 3840, 16, 8, 256)
+    assert sum(cfg.sliding) == 40 and not any(cfg.sliding[5::6])
+    assert (cfg.rope_theta, cfg.rope_local_base_freq, cfg.rope_scaling_factor, cfg.sliding_window) == (1e6, 1e4, 8.0, 1024)
+    assert cfg.image_token_id is None  # image token 262144 is inside the 262208-entry vocabulary
+    with torch.device("meta"):
+        model = Gemma3ForConditionalGeneration(Gemma3Config.from_dict(raw))
+    theirs = {k: tuple(v.shape) for k, v in model.model.language_model.state_dict().items()}
+    ours = {}
+    for key, _, shape in expected_tensors(cfg).values():
+        for i in range(cfg.num_layers) if "{i}" in key else [None]:
+            ours[key.format(i=i)] = tuple(shape)
+    assert ours == theirs

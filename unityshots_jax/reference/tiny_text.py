@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -182,6 +183,10 @@ def write_text_checkpoint(path: str, transformer_cfg: dict, processor: torch.nn.
     write_safetensors(path, processor_file_tensors(processor), {"config": json.dumps({"transformer": transformer_cfg})})
 
 
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+
+
 def process(processor: torch.nn.Module, states: list[torch.Tensor], mask: torch.Tensor) -> tuple[np.ndarray, ...]:
     """ltx-core `process_hidden_states`, one prompt at a time (its register fill only handles batch 1).
 
@@ -191,20 +196,27 @@ def process(processor: torch.nn.Module, states: list[torch.Tensor], mask: torch.
     with torch.no_grad():
         for b in range(mask.shape[0]):
             res = processor.process_hidden_states(tuple(s[b:b + 1] for s in states), mask[b:b + 1])
-            outs.append((res.video_encoding.numpy(), res.audio_encoding.numpy(), res.attention_mask.numpy()))
+            outs.append((_numpy(res.video_encoding), _numpy(res.audio_encoding), res.attention_mask.numpy()))
     return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))
 
 
+_TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
 def ltx_text_path(gemma_dir: str, processor: torch.nn.Module, captions: list[str], max_length: int,
-                  *, double: bool) -> tuple[np.ndarray, ...]:
+                  *, dtype: str = "float32") -> tuple[np.ndarray, ...]:
     """ltx-core 1.0.0's text encoding around the tiny Gemma: LTXVGemmaTokenizer(max_length) → GemmaTextEncoder
-    .encode → EmbeddingsProcessor.process_hidden_states, per caption → (video, audio, mask) stacked."""
+    .encode → EmbeddingsProcessor.process_hidden_states, per caption → (video, audio, mask) stacked.
+
+    dtype: "float32" (registers kept in bf16, as ltx-core builds them), "float64" or "bfloat16" (model and
+    processor cast, as the pipelines run them)."""
     from ltx_core.text_encoders.gemma.encoders.base_encoder import GemmaTextEncoder
     from ltx_core.text_encoders.gemma.tokenizer import LTXVGemmaTokenizer
 
-    model = load_gemma(gemma_dir, double=double)
-    proc = processor.double() if double else processor.float()
-    if not double:  # a float32 run keeps the registers in bf16, as ltx-core builds them
+    torch_dtype = _TORCH_DTYPES[dtype]
+    model = load_gemma(gemma_dir, double=dtype == "float64").to(torch_dtype)
+    proc = copy.deepcopy(processor).to(torch_dtype)  # never round the caller's processor
+    if dtype == "float32":
         for conn in (proc.video_connector, proc.audio_connector):
             conn.learnable_registers.data = conn.learnable_registers.data.to(torch.bfloat16)
     encoder = GemmaTextEncoder(model=model, tokenizer=LTXVGemmaTokenizer(gemma_dir, max_length))
