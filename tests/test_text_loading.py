@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -118,11 +119,12 @@ def test_ltx_gemma_12b_layout_matches_transformers():
     from ltx_core.text_encoders.gemma.config import GEMMA3_CONFIG_FOR_LTX
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration
 
-    from unityshots_jax.text.gemma3.config import config_from_dict
+    from unityshots_jax.text.gemma3.config import GEMMA3_12B_LTX_TEXT, config_from_dict
     from unityshots_jax.text.gemma3.loading import expected_tensors
 
     raw = GEMMA3_CONFIG_FOR_LTX.to_dict()
     cfg = config_from_dict(raw)
+    assert config_from_dict(GEMMA3_12B_LTX_TEXT) == dataclasses.replace(cfg, image_token_id=None)
     assert (cfg.num_states, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim) == (49, 3840, 16, 8, 256)
     assert sum(cfg.sliding) == 40 and not any(cfg.sliding[5::6])
     assert (cfg.rope_theta, cfg.rope_local_base_freq, cfg.rope_scaling_factor, cfg.sliding_window) == (1e6, 1e4, 8.0, 1024)

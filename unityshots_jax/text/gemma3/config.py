@@ -43,6 +43,16 @@ _TEXT_DEFAULTS = {
 }
 _LAYER_TYPES = ("sliding_attention", "full_attention")
 
+# The text config of the Gemma-3 12B LTX-2.3 uses (ltx-core 1.0.0 `GEMMA3_CONFIG_FOR_LTX.text_config`, the fields
+# the tower reads; `google/gemma-3-12b-it-qat-q4_0-unquantized`), for plans and shape checks without the download.
+GEMMA3_12B_LTX_TEXT = {
+    "model_type": "gemma3_text", "vocab_size": 262_208, "hidden_size": 3840, "intermediate_size": 15360,
+    "num_hidden_layers": 48, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256,
+    "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-6, "rope_theta": 1_000_000, "rope_local_base_freq": 10_000,
+    "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024, "sliding_window_pattern": 6,
+    "hidden_activation": "gelu_pytorch_tanh", "attention_bias": False, "attn_logit_softcapping": None,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Gemma3TextConfig:
