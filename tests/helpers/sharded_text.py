@@ -13,40 +13,28 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from helpers.sharded_forward import fixed_use_mesh  # noqa: E402
-from unityshots_jax.sharding import DEFAULT_RULES, build_mesh, logical_to_spec  # noqa: E402
+from unityshots_jax.sharding import build_mesh  # noqa: E402
 from unityshots_jax.text import encoder as encoder_module  # noqa: E402
 
 MESHES = [{"fsdp": 4, "tensor": 2}, {"data": 2, "fsdp": 2, "tensor": 2}]
 CAPTIONS = ["a cat sat on the mat", "the dog ran", "a small red tree", "big blue dog and a cat"]
 
 
-def _place(mesh, params):
-    logical = nnx.get_partition_spec(params)
-    specs = jax.tree.map(lambda s: logical_to_spec(tuple(s), DEFAULT_RULES), logical,
-                         is_leaf=lambda x: isinstance(x, PartitionSpec))
-    shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec))
-    return jax.device_put(params, shardings)
-
-
 def main(gemma_dir: str, weights: str) -> None:
     assert jax.device_count() == 8, jax.devices()
     enc = encoder_module.Ltx23TextEncoder(gemma_dir, weights, max_length=128)
     ref = enc.encode(CAPTIONS)
-    tokens = enc.tokenizer(CAPTIONS)
-    (tower_def, tower_params), (emb_def, emb_params) = enc._tower, enc._emb
     for shape in MESHES:
         mesh = build_mesh(shape)
-        tower, emb = _place(mesh, tower_params), _place(mesh, emb_params)
-        ids, mask = jax.device_put((jnp.asarray(tokens.ids), jnp.asarray(tokens.mask)), NamedSharding(mesh, PartitionSpec()))
+        sharded = encoder_module.Ltx23TextEncoder(gemma_dir, weights, max_length=128, mesh=mesh)  # placed at load
         with fixed_use_mesh(mesh):
-            video, audio = encoder_module._encode(tower_def, tower, emb_def, emb, ids, mask, "float32")
-        leaves = jax.tree.leaves(tower) + jax.tree.leaves(emb)
+            out = sharded.encode(CAPTIONS)
+        video, audio = out.video, out.audio
+        tower = sharded._tower[1]
+        leaves = jax.tree.leaves(tower) + jax.tree.leaves(sharded._emb[1])
         rel = max(float(np.max(np.abs(np.asarray(o) - r)) / np.max(np.abs(r)))
                   for o, r in ((video, ref.video), (audio, ref.audio)))
         q_spec = tower["layers"]["self_attn"]["q_proj"]["kernel"].get_value().sharding.spec

@@ -17,10 +17,12 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
 from unityshots_jax.text.connector import ConnectorConfig, EmbeddingsConnector
 from unityshots_jax.text.feature_extractor import FeatureExtractorV2
+from unityshots_jax.text.gemma3.loading import place
 
 CONNECTOR_FILE_PREFIX = "model.diffusion_model.{stream}_embeddings_connector."
 PROJECTION_FILE_PREFIX = "text_embedding_projection."
@@ -111,9 +113,10 @@ def _file_key(path: tuple[str, ...]) -> tuple[str, bool]:
     return prefix + ".".join(_RENAMES.get(p, p) for p in rest), transpose
 
 
-def load_text_embeddings(path: str, dim: int, num_states: int, dtype: str = "float32") -> TextEmbeddings:
+def load_text_embeddings(path: str, dim: int, num_states: int, dtype: str = "float32",
+                         mesh: Mesh | None = None) -> TextEmbeddings:
     """The processor of the checkpoint `path` (file or converted directory) for a Gemma of width `dim` with
-    `num_states` hidden states, parameters in `dtype`."""
+    `num_states` hidden states, parameters in `dtype` (sharded over `mesh` by their logical axes, if given)."""
     cfg, file = open_text_weights(path)
     video, audio = projection_configs(cfg, path)
     with nnx.use_eager_sharding(False):
@@ -148,6 +151,6 @@ def load_text_embeddings(path: str, dim: int, num_states: int, dtype: str = "flo
     for leaf, key, transpose, layers in plan:
         parts = [file.read(key.format(i=i)) for i in (range(layers) if layers else [None])]
         parts = [(t.T if transpose else t).astype(np_dtype) for t in parts]
-        leaf.set_value(jnp.asarray(np.stack(parts) if layers else parts[0]))
+        leaf.set_value(place(leaf, np.stack(parts) if layers else parts[0], mesh))
     nnx.update(model, state)
     return model

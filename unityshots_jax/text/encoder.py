@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile, write_safetensors
 from unityshots_jax.codecs.base import TextContexts
@@ -83,19 +84,22 @@ class Ltx23TextEncoder:
     max_length: tokens per caption (ltx-core: 1024; a multiple of 128 for the connectors' registers);
     dtype: "float32" or "bfloat16" (parameters and activations);
     cache_dir: where encoded captions are kept (None: no cache);
-    allow_empty: accept captions that are empty after stripping (e.g. an unconditional negative prompt).
+    allow_empty: accept captions that are empty after stripping (e.g. an unconditional negative prompt);
+    mesh: place the parameters sharded over this mesh by their logical axes (activations follow the active
+    `unityshots_jax.sharding` rules when `encode` runs inside the mesh context).
     """
 
     def __init__(self, gemma_dir: str, ltx_weights: str, *, max_length: int = MAX_LENGTH, dtype: str = "float32",
-                 cache_dir: str | None = None, allow_empty: bool = False):
+                 cache_dir: str | None = None, allow_empty: bool = False, mesh: Mesh | None = None):
         if max_length < 1 or max_length % NUM_REGISTERS:
             raise ValueError(f"max_length {max_length}: the connectors need a positive multiple of {NUM_REGISTERS} "
                              "tokens (ltx-core: 1024)")
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype {dtype!r}: expected 'float32' or 'bfloat16'")
         self.tokenizer = GemmaTokenizer(gemma_dir, max_length)
-        tower: Gemma3TextTower = load_tower(gemma_dir, dtype)
-        emb: TextEmbeddings = load_text_embeddings(ltx_weights, tower.cfg.hidden_size, tower.cfg.num_states, dtype)
+        tower: Gemma3TextTower = load_tower(gemma_dir, dtype, mesh)
+        emb: TextEmbeddings = load_text_embeddings(ltx_weights, tower.cfg.hidden_size, tower.cfg.num_states, dtype,
+                                                   mesh)
         self._tower = nnx.split(tower)
         self._emb = nnx.split(emb)
         self.tokens = max_length

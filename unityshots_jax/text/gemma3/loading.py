@@ -15,12 +15,15 @@ from __future__ import annotations
 import json
 import os
 
+import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
+from unityshots_jax.sharding import DEFAULT_RULES, logical_to_spec
 from unityshots_jax.text.gemma3.config import Gemma3TextConfig, GemmaConfigError, read_config
 from unityshots_jax.text.gemma3.model import Gemma3TextTower, abstract_tower
 
@@ -111,10 +114,8 @@ class _Shards:
             raise GemmaCheckpointError(f"{f.path}: tensor {name} has shape {list(got)}, expected {list(shape)}")
 
 
-def load_params(directory: str, dtype: str = "float32") -> tuple[Gemma3TextConfig, dict]:
-    """(config, nested parameter dict of numpy arrays in `dtype`), every shape checked before any tensor is read."""
-    if dtype not in _DTYPES:
-        raise GemmaConfigError(f"dtype {dtype!r}: expected one of {sorted(_DTYPES)}")
+def _checked_plan(directory: str) -> tuple[Gemma3TextConfig, str, _Shards, dict]:
+    """(config, key prefix, shards, plan): every tower tensor present with its shape, nothing unexpected."""
     cfg = read_config(directory)
     files = weight_files(directory)
     prefix = _find_prefix(set(files), directory)
@@ -132,35 +133,40 @@ def load_params(directory: str, dtype: str = "float32") -> tuple[Gemma3TextConfi
     extra = sorted(set(tower) - wanted)
     if extra:
         raise GemmaCheckpointError(f"{files[extra[0]]}: unexpected tensor {extra[0]} for a {cfg.num_layers}-layer config")
+    return cfg, prefix, shards, plan
+
+
+def place(var: nnx.Variable, array: np.ndarray, mesh: Mesh | None) -> jax.Array:
+    """`array` on the device, or sharded over `mesh` by the variable's logical axes (`DEFAULT_RULES`)."""
+    if mesh is None:
+        return jnp.asarray(array)
+    names = var.get_metadata().get("out_sharding") or (None,) * array.ndim
+    return jax.device_put(array, NamedSharding(mesh, logical_to_spec(tuple(names), DEFAULT_RULES)))
+
+
+def load_tower(directory: str, dtype: str = "float32", mesh: Mesh | None = None) -> Gemma3TextTower:
+    """The tower of the Hugging Face directory, parameters in `dtype` ("float32" or "bfloat16").
+
+    Every tensor is checked before any is read; then one parameter at a time is read (a stacked one layer by
+    layer), converted and placed — on `mesh`, by its logical axes, when given — so the host holds one parameter.
+    """
+    if dtype not in _DTYPES:
+        raise GemmaConfigError(f"dtype {dtype!r}: expected one of {sorted(_DTYPES)}")
+    cfg, prefix, shards, plan = _checked_plan(directory)
     np_dtype = _DTYPES[dtype]
-    tree: dict = {}
-    for path, (key, transpose, shape) in plan.items():
+    tower = abstract_tower(cfg)
+    state = nnx.state(tower, nnx.Param)
+    for path, leaf in nnx.to_flat_state(state):
+        key, transpose, shape = plan[tuple(str(p) for p in path)]
         if "{i}" in key:
-            out_shape = (cfg.num_layers,) + (shape[::-1] if transpose else shape)
-            arr = np.empty(out_shape, np_dtype)
+            arr = np.empty((cfg.num_layers,) + (shape[::-1] if transpose else shape), np_dtype)
             for i in range(cfg.num_layers):
                 t = shards.file(prefix + key.format(i=i)).read(prefix + key.format(i=i))
                 arr[i] = (t.T if transpose else t).astype(np_dtype)
         else:
             t = shards.file(prefix + key).read(prefix + key)
             arr = np.ascontiguousarray((t.T if transpose else t).astype(np_dtype))
-        node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = arr
-    return cfg, tree
-
-
-def load_tower(directory: str, dtype: str = "float32") -> Gemma3TextTower:
-    """The tower of the Hugging Face directory, parameters in `dtype` ("float32" or "bfloat16")."""
-    cfg, tree = load_params(directory, dtype)
-    tower = abstract_tower(cfg)
-    state = nnx.state(tower, nnx.Param)
-    flat = dict(nnx.to_flat_state(state))
-    for path, leaf in flat.items():
-        node = tree
-        for part in path:
-            node = node[str(part)]
-        leaf.set_value(jnp.asarray(node))
+        leaf.set_value(place(leaf, arr, mesh))
+        del arr
     nnx.update(tower, state)
     return tower
