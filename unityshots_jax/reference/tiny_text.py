@@ -203,10 +203,10 @@ def process(processor: torch.nn.Module, states: list[torch.Tensor], mask: torch.
 _TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
-def ltx_text_path(gemma_dir: str, processor: torch.nn.Module, captions: list[str], max_length: int,
-                  *, dtype: str = "float32") -> tuple[np.ndarray, ...]:
-    """ltx-core 1.0.0's text encoding around the tiny Gemma: LTXVGemmaTokenizer(max_length) → GemmaTextEncoder
-    .encode → EmbeddingsProcessor.process_hidden_states, per caption → (video, audio, mask) stacked.
+def ltx_text_encoder(gemma_dir: str, processor: torch.nn.Module, max_length: int, *, dtype: str = "float32"):
+    """ltx-core 1.0.0's text encoding around the tiny Gemma, loaded once: a function captions → (video, audio,
+    mask) numpy, each caption through LTXVGemmaTokenizer(max_length) → GemmaTextEncoder.encode →
+    EmbeddingsProcessor.process_hidden_states, stacked.
 
     dtype: "float32" (registers kept in bf16, as ltx-core builds them), "float64" or "bfloat16" (model and
     processor cast, as the pipelines run them)."""
@@ -220,12 +220,22 @@ def ltx_text_path(gemma_dir: str, processor: torch.nn.Module, captions: list[str
         for conn in (proc.video_connector, proc.audio_connector):
             conn.learnable_registers.data = conn.learnable_registers.data.to(torch.bfloat16)
     encoder = GemmaTextEncoder(model=model, tokenizer=LTXVGemmaTokenizer(gemma_dir, max_length))
-    outs = []
-    with torch.no_grad():
-        for caption in captions:
-            states, mask = encoder.encode(caption)
-            outs.append(process(proc, list(states), mask))
-    return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))
+
+    def run(captions: list[str]) -> tuple[np.ndarray, ...]:
+        outs = []
+        with torch.no_grad():
+            for caption in captions:
+                states, mask = encoder.encode(caption)
+                outs.append(process(proc, list(states), mask))
+        return tuple(np.concatenate([o[i] for o in outs]) for i in range(3))
+
+    return run
+
+
+def ltx_text_path(gemma_dir: str, processor: torch.nn.Module, captions: list[str], max_length: int,
+                  *, dtype: str = "float32") -> tuple[np.ndarray, ...]:
+    """`ltx_text_encoder(...)(captions)`: (video, audio, mask) of ltx-core's text encoding."""
+    return ltx_text_encoder(gemma_dir, processor, max_length, dtype=dtype)(captions)
 
 
 def ltx_token_ids(gemma_dir: str, caption: str, max_length: int) -> tuple[np.ndarray, np.ndarray]:
