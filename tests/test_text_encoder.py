@@ -166,3 +166,22 @@ def test_run_path_does_not_import_torch(text_weights):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_story_captions_in_one_call(text_weights):
+    """A tiny story's shot texts go through the encoder in one call; each row equals encoding it alone."""
+    from unityshots_jax.prompt.story_prompt import compose_shot_texts, load_story_prompt
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    story = load_story_prompt(os.path.join(root, "configs", "stories", "meadow_three_shots.yaml"))
+    texts = compose_shot_texts(story)
+    gemma, weights, _ = text_weights["b"]
+    encoder = Ltx23TextEncoder(gemma, weights, max_length=TOKENS)
+    together = encoder.encode(texts)
+    assert together.video.shape == (len(texts), TOKENS, encoder.video_dim)
+    for i, text in enumerate(texts):
+        alone = encoder.encode([text])
+        np.testing.assert_allclose(together.video[i], alone.video[0], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(together.audio[i], alone.audio[0], rtol=0, atol=1e-5)
+    with pytest.raises(EmptyCaption):  # the story's negative caption is empty
+        encoder.encode([story.negative_caption])
