@@ -167,12 +167,6 @@ class Gemma3TextTower(nnx.Module):
         return jnp.concatenate([x[None], outs[:-1], final[None]], axis=0)
 
 
-def build_tower(cfg: Gemma3TextConfig, rngs: nnx.Rngs) -> Gemma3TextTower:
-    """A randomly initialised tower (parameters carry logical axis names, no eager sharding)."""
-    with nnx.use_eager_sharding(False):
-        return Gemma3TextTower(cfg, rngs)
-
-
 def abstract_tower(cfg: Gemma3TextConfig) -> Gemma3TextTower:
     """The tower with `jax.ShapeDtypeStruct` leaves (shapes and names, nothing allocated)."""
     with nnx.use_eager_sharding(False):
