@@ -1,0 +1,1 @@
+"""Gemma-3 text tower (Flax NNX) loaded from Hugging Face directories."""
