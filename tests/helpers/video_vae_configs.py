@@ -1,0 +1,45 @@
+"""Tiny `vae` configs for the video VAE parity tests (the 2.3 layout shrunk, and layouts the port was not tuned on)."""
+
+from __future__ import annotations
+
+
+def ltx23_tiny(latent_channels: int = 16, base: int = 8, num_layers: int = 1) -> dict:
+    """The LTX-2.3 block structure (Appendix C) with `num_layers` per res block and small channel counts."""
+    n = num_layers
+    return {
+        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
+        "latent_channels": latent_channels, "scaling_factor": 1.0, "norm_layer": "pixel_norm", "patch_size": 4,
+        "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False, "timestep_conditioning": False,
+        "normalize_latent_channels": False, "encoder_base_channels": 128, "decoder_base_channels": base,
+        "spatial_padding_mode": "zeros",
+        "encoder_blocks": [
+            ["res_x", {"num_layers": n}], ["compress_space_res", {"multiplier": 2}], ["res_x", {"num_layers": n}],
+            ["compress_time_res", {"multiplier": 2}], ["res_x", {"num_layers": n}], ["compress_all_res", {"multiplier": 2}],
+            ["res_x", {"num_layers": n}], ["compress_all_res", {"multiplier": 1}], ["res_x", {"num_layers": n}],
+        ],
+        "decoder_blocks": [
+            ["res_x", {"num_layers": n}], ["compress_space", {"multiplier": 2}], ["res_x", {"num_layers": n}],
+            ["compress_time", {"multiplier": 2}], ["res_x", {"num_layers": n}], ["compress_all", {"multiplier": 1}],
+            ["res_x", {"num_layers": n}], ["compress_all", {"multiplier": 2}], ["res_x", {"num_layers": n}],
+        ],
+    }
+
+
+def other_layout() -> dict:
+    """A layout the port was not tuned on: 8 latent channels, reflect padding, a causal decoder, per-channel
+    log-variance, strided encoder convs (`compress_space`, `compress_all_x_y`), `res_x_y` channel changes, a residual
+    `compress_all`, int block params."""
+    return {
+        "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 8, "patch_size": 4,
+        "norm_layer": "pixel_norm", "latent_log_var": "per_channel", "causal_decoder": True,
+        "timestep_conditioning": False, "decoder_base_channels": 4, "spatial_padding_mode": "reflect",
+        "encoder_blocks": [
+            ["res_x", 2], ["compress_space", 1], ["res_x_y", {"multiplier": 2}], ["compress_time_res", {"multiplier": 2}],
+            ["compress_all_x_y", {"multiplier": 2}], ["res_x", 1], ["compress_all_res", {"multiplier": 1}],
+        ],
+        "decoder_blocks": [
+            ["res_x", 1], ["compress_space", {"multiplier": 2}], ["compress_time", {"multiplier": 1}],
+            ["res_x_y", {"multiplier": 2}], ["compress_all", {"residual": True, "multiplier": 2}],
+            ["compress_all", {"multiplier": 1}], ["res_x", 2],
+        ],
+    }
