@@ -58,6 +58,8 @@ class VideoDecoder(nnx.Module):
         if latent.ndim != 5 or latent.shape[-1] != self.cfg.latent_channels:
             raise VideoShapeError(
                 f"latent: expected [batch, frames, height, width, {self.cfg.latent_channels}], got {list(latent.shape)}")
+        if self.cfg.decoder_padding == "reflect" and min(latent.shape[2:4]) < 2:
+            raise VideoShapeError(f"latent: reflect padding needs height and width ≥ 2, got {list(latent.shape[2:4])}")
         causal = self.cfg.causal_decoder
         x = self.per_channel_statistics.un_normalize(latent)
         x = self.conv_in(x, causal)

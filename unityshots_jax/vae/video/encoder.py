@@ -60,6 +60,8 @@ class VideoEncoder(nnx.Module):
         for name, size in (("height", height), ("width", width)):
             if size < s or size % s:
                 raise VideoShapeError(f"video {name}: {size} px is not a positive multiple of {s}")
+            if self.cfg.encoder_padding == "reflect" and size < 2 * s:
+                raise VideoShapeError(f"video {name}: {size} px; reflect padding needs at least {2 * s}")
 
     def __call__(self, video: jnp.ndarray) -> jnp.ndarray:
         """video `[B, T, H, W, 3]` in [−1, 1], T = 8k+1 → normalised latent means `[B, k+1, H/32, W/32, C]`.
