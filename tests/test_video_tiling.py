@@ -12,9 +12,9 @@ pytest.importorskip("ltx_core")
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from helpers.video_vae_configs import ltx23_tiny, other_layout  # noqa: E402
+from helpers.video_vae_configs import ltx23_tiny, other_layout, vae_files  # noqa: E402
 from unityshots_jax.parity_criterion import assert_parity  # noqa: E402
-from unityshots_jax.reference.tiny_media import run_reference, tiling_config, write_tiny_vae  # noqa: E402
+from unityshots_jax.reference.tiny_media import run_reference, tiling_config  # noqa: E402
 from unityshots_jax.vae.video.keys import load_video_decoder, load_video_encoder  # noqa: E402
 from unityshots_jax.vae.video.tiling import Tiling, TilingError, decode_plan, tiled_decode, tiled_encode  # noqa: E402
 
@@ -24,16 +24,7 @@ run = nnx.jit(lambda model, x: model(x))
 
 @pytest.fixture(scope="module")
 def vae_file(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vae")
-    made = {}
-
-    def get(name: str) -> str:
-        if name not in made:
-            made[name] = str(root / f"{name}.safetensors")
-            write_tiny_vae(made[name], CONFIGS[name], seed=11 + len(made))
-        return made[name]
-
-    return get
+    return vae_files(tmp_path_factory.mktemp("vae"), CONFIGS, seed=11)
 
 
 def _ours_decode(path: str, latent_cf: np.ndarray, tiling: Tiling) -> np.ndarray:

@@ -22,10 +22,10 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from helpers.checkpoints import Spec, read_all, rewrite, with_config  # noqa: E402
-from helpers.video_vae_configs import ltx23_tiny, other_layout  # noqa: E402
+from helpers.video_vae_configs import ltx23_tiny, other_layout, vae_files  # noqa: E402
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError  # noqa: E402
 from unityshots_jax.parity_criterion import assert_parity  # noqa: E402
-from unityshots_jax.reference.tiny_media import run_reference, write_tiny_vae  # noqa: E402
+from unityshots_jax.reference.tiny_media import run_reference  # noqa: E402
 from unityshots_jax.vae.video.config import VideoVAEConfigError, vae_config_from_checkpoint  # noqa: E402
 from unityshots_jax.vae.video.encoder import VideoShapeError  # noqa: E402
 from unityshots_jax.vae.video.keys import load_video_decoder, load_video_encoder  # noqa: E402
@@ -43,16 +43,7 @@ run = nnx.jit(lambda model, x: model(x))
 
 @pytest.fixture(scope="module")
 def vae_file(tmp_path_factory):
-    root = tmp_path_factory.mktemp("vae")
-    made = {}
-
-    def get(name: str) -> str:
-        if name not in made:
-            made[name] = str(root / f"{name}.safetensors")
-            write_tiny_vae(made[name], CONFIGS[name], seed=len(made))
-        return made[name]
-
-    return get
+    return vae_files(tmp_path_factory.mktemp("vae"), CONFIGS, seed=0)
 
 
 def channels_last(x: np.ndarray) -> jnp.ndarray:

@@ -43,3 +43,18 @@ def other_layout() -> dict:
             ["compress_all", {"multiplier": 1}], ["res_x", 2],
         ],
     }
+
+
+def vae_files(root, configs: dict[str, dict], seed: int = 0):
+    """get(name) -> path of a tiny random official-layout VAE file for `configs[name]`, written once under `root`."""
+    from unityshots_jax.reference.tiny_media import write_tiny_vae
+
+    made: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name not in made:
+            made[name] = str(root / f"{name}.safetensors")
+            write_tiny_vae(made[name], configs[name], seed=seed + len(made))
+        return made[name]
+
+    return get
