@@ -22,7 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from helpers.checkpoints import Spec, read_all, rewrite, with_config  # noqa: E402
-from helpers.video_vae_configs import ltx23_tiny, other_layout, vae_files  # noqa: E402
+from helpers.video_vae_configs import ltx23_tiny, other_layout, timestep_conditioned, vae_files  # noqa: E402
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError  # noqa: E402
 from unityshots_jax.parity_criterion import assert_parity  # noqa: E402
 from unityshots_jax.reference.tiny_media import run_reference  # noqa: E402
@@ -34,11 +34,13 @@ CONFIGS = {
     "ltx23": ltx23_tiny(),
     "wide": ltx23_tiny(latent_channels=24, base=6, num_layers=2),
     "other": other_layout(),
+    "timestep": timestep_conditioned(),
 }
 # (config, latent frames/height/width) for the decoder; (config, frames, height, width) for the encoder
-DECODE = [("ltx23", (3, 2, 3)), ("wide", (2, 3, 2)), ("other", (3, 2, 2))]
+DECODE = [("ltx23", (3, 2, 3)), ("wide", (2, 3, 2)), ("other", (3, 2, 2)), ("timestep", (2, 2, 3))]
 ENCODE = [("ltx23", (17, 64, 96)), ("wide", (9, 96, 64)), ("other", (17, 64, 96))]
 run = nnx.jit(lambda model, x: model(x))
+run_noisy = nnx.jit(lambda model, x, noise: model(x, noise=noise))
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +59,16 @@ def channels_first(x) -> np.ndarray:
 @pytest.mark.parametrize("name,grid", DECODE, ids=[d[0] for d in DECODE])
 def test_decoder_parity(vae_file, name, grid):
     path = vae_file(name)
-    latent = np.random.default_rng(1).standard_normal((1, CONFIGS[name]["latent_channels"], *grid)).astype(np.float32)
-    ref = run_reference(path, "decoder", latent)
-    ours = channels_first(run(load_video_decoder(path), channels_last(latent)))
+    rng = np.random.default_rng(1)
+    latent = rng.standard_normal((1, CONFIGS[name]["latent_channels"], *grid)).astype(np.float32)
+    dec = load_video_decoder(path)
+    if CONFIGS[name]["timestep_conditioning"]:  # the decode noise, given to both sides
+        noise = rng.standard_normal(latent.shape).astype(np.float32)
+        ref = run_reference(path, "decoder", latent, noise=noise)
+        ours = channels_first(run_noisy(dec, channels_last(latent), channels_last(noise)))
+    else:
+        ref = run_reference(path, "decoder", latent)
+        ours = channels_first(run(dec, channels_last(latent)))
     assert ours.shape == (1, 3, 8 * (grid[0] - 1) + 1, 32 * grid[1], 32 * grid[2])
     assert_parity(f"decoder[{name}]", ours, ref["float32"], ref["float64"])
 
@@ -124,8 +133,7 @@ def test_missing_misshaped_and_unexpected_tensors_are_named(vae_file, tmp_path):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"timestep_conditioning": True}, "vae.timestep_conditioning"),
-    ("drop:timestep_conditioning", "vae.timestep_conditioning"),  # ltx-core's default is True
+    ({"timestep_conditioning": "yes"}, "vae.timestep_conditioning"),
     ({"norm_layer": "group_norm"}, "vae.norm_layer"),
     ({"spatial_padding_mode": "mirror"}, "vae.spatial_padding_mode"),
     ({"latent_log_var": "none"}, "vae.latent_log_var"),
@@ -148,6 +156,16 @@ def test_unsupported_config_is_refused_naming_the_key(vae_file, tmp_path, change
         load_video_decoder(bad)
     with pytest.raises(VideoVAEConfigError, match="no 'vae' section"):
         vae_config_from_checkpoint({"transformer": {}})
+
+
+def test_absent_timestep_conditioning_means_true(vae_file, tmp_path):
+    """ltx-core's decoder default is a timestep-conditioned decoder: a 2.3 file without the key lacks its tensors."""
+    def edit(config):
+        return {**config, "vae": {k: v for k, v in config["vae"].items() if k != "timestep_conditioning"}}
+
+    bad = with_config(vae_file("ltx23"), str(tmp_path / "bad.safetensors"), edit)
+    with pytest.raises(CheckpointError, match="tensor 'vae.decoder.last_scale_shift_table' is missing"):
+        load_video_decoder(bad)
 
 
 def test_padding_defaults_follow_ltx_core():

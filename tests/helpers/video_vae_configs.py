@@ -58,3 +58,17 @@ def vae_files(root, configs: dict[str, dict], seed: int = 0):
         return made[name]
 
     return get
+
+
+def timestep_conditioned() -> dict:
+    """A 19B-era style decoder: timestep conditioning (+ decode noise), reflect padding, residual `compress_all`
+    blocks, 2 layers per res block; 16 latent channels, base 8."""
+    cfg = ltx23_tiny(num_layers=2)
+    cfg.update(timestep_conditioning=True, spatial_padding_mode="reflect")
+    cfg["decoder_blocks"] = [
+        ["res_x", {"num_layers": 1}], ["compress_space", {"multiplier": 2}], ["res_x", {"num_layers": 2}],
+        ["compress_time", {"multiplier": 2}], ["res_x", {"num_layers": 1}],
+        ["compress_all", {"residual": True, "multiplier": 1}], ["res_x", {"num_layers": 2}],
+        ["compress_all", {"residual": True, "multiplier": 2}], ["res_x", {"num_layers": 1}],
+    ]
+    return cfg

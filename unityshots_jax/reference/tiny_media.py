@@ -34,7 +34,9 @@ def _randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
     with torch.no_grad():
         for name, p in module.named_parameters():
             noise = torch.randn(p.shape, generator=gen, dtype=torch.float32)
-            if p.ndim > 1:
+            if name.endswith("timestep_scale_multiplier"):
+                p.copy_(1000.0 + 10.0 * noise)
+            elif p.ndim > 1:
                 p.copy_(noise / math.sqrt(p[0].numel()))
             elif "norm" in name and name.endswith("weight"):
                 p.copy_(1.0 + 0.1 * noise)
@@ -110,18 +112,25 @@ def tiling_config(spatial: tuple[int, int] | None, temporal: tuple[int, int] | N
 
 
 def run_reference(path: str, part: str, x: np.ndarray, *, tiling: TilingConfig | None = None,
-                  vae_path: str | None = None, threads: int = 1) -> dict[str, np.ndarray]:
+                  vae_path: str | None = None, noise: np.ndarray | None = None, threads: int = 1) -> dict[str, np.ndarray]:
     """Run `part` on channels-first `x` in float32 and float64: {"float32": out, "float64": out}.
 
     part: "encoder", "decoder", "tiled_decoder", "tiled_encoder", "upsampler" (the bare model) or
     "upsample_video" (un-normalise with the encoder of `vae_path` → upsampler → normalise).
+    noise (timestep-conditioned decoders, `[B, C, F, h, w]`): the decoder's `torch.randn` draw, given explicitly so
+    both precisions see the same values: mixed into the input exactly as ltx-core does (`noise·s + (1−s)·x`), then
+    the decoder runs with `decode_noise_scale = 0`, which makes its own draw contribute exactly nothing.
     """
     torch.set_num_threads(threads)
     out = {}
     for dtype in ("float32", "float64"):
         xt = torch.from_numpy(np.asarray(x)).to(DTYPES[dtype])
         with torch.no_grad():
-            if part in ("encoder", "decoder", "upsampler"):
+            if part == "decoder" and noise is not None:
+                dec = load_reference(path, part, dtype)
+                scale, dec.decode_noise_scale = dec.decode_noise_scale, 0.0
+                y = dec(torch.from_numpy(np.asarray(noise)).to(xt.dtype) * scale + (1.0 - scale) * xt)
+            elif part in ("encoder", "decoder", "upsampler"):
                 y = load_reference(path, part, dtype)(xt)
             elif part == "tiled_decoder":
                 dec = load_reference(path, "decoder", dtype)

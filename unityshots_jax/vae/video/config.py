@@ -156,10 +156,6 @@ def vae_config_from_checkpoint(config: Mapping[str, Any]) -> VideoVAEConfig:
     for key, value in (("causal_decoder", causal), ("timestep_conditioning", timestep)):
         if not isinstance(value, bool):
             raise VideoVAEConfigError(f"vae.{key}: expected true or false, got {value!r}")
-    if timestep:
-        raise VideoVAEConfigError(
-            "vae.timestep_conditioning: a timestep-conditioned decoder (LTX-Video 0.9.x / 19B-era) is not supported; "
-            "LTX-2.3 sets it false (absent means true in ltx-core)")
     patch = _int(cfg, "patch_size", 4)
     base = _int(cfg, "decoder_base_channels", 128)
     return VideoVAEConfig(
@@ -173,6 +169,6 @@ def vae_config_from_checkpoint(config: Mapping[str, Any]) -> VideoVAEConfig:
         encoder_blocks=_blocks(cfg, "encoder_blocks", ENCODER_BLOCKS, _ENCODER_MULT),
         decoder_blocks=_blocks(cfg, "decoder_blocks", DECODER_BLOCKS, _DECODER_MULT),
         causal_decoder=causal,
-        timestep_conditioning=False,
+        timestep_conditioning=timestep,
         decoder_base_channels=base,
     )

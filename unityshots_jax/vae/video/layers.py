@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from unityshots_jax.ltx.timestep import TIMESTEP_CHANNELS, timestep_embedding
+
 PIXEL_NORM_EPS = 1e-8
 GROUP_NORM_EPS = 1e-6
 _PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -98,12 +100,48 @@ class GroupNorm(nnx.Module):
         return g.reshape(shape) * self.scale[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
 
 
-class ResnetBlock3D(nnx.Module):
-    """PixelNorm → SiLU → conv1 → PixelNorm → SiLU → conv2, plus the input (GroupNorm(1) + 1×1 conv if C changes)."""
+class TimestepMLP(nnx.Module):
+    """ltx-core `TimestepEmbedding`: Linear 256→dim, SiLU, Linear dim→dim."""
 
-    def __init__(self, cin: int, cout: int, rngs: nnx.Rngs, *, padding_mode: str, dtype=jnp.float32):
+    def __init__(self, dim: int, rngs: nnx.Rngs, dtype=jnp.float32):
+        init = nnx.with_partitioning(nnx.initializers.lecun_normal(), (None, "vae_out"))
+        self.linear_1 = nnx.Linear(TIMESTEP_CHANNELS, dim, rngs=rngs, param_dtype=dtype, kernel_init=init)
+        self.linear_2 = nnx.Linear(dim, dim, rngs=rngs, param_dtype=dtype, kernel_init=init)
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        """x `[B, 256]` → `[B, dim]`."""
+        return self.linear_2(jax.nn.silu(self.linear_1(x)))
+
+
+class TimeEmbedder(nnx.Module):
+    """ltx-core `PixArtAlphaCombinedTimestepSizeEmbeddings` (no size embedding): sinusoid(256) → MLP."""
+
+    def __init__(self, dim: int, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.timestep_embedder = TimestepMLP(dim, rngs, dtype)
+
+    def __call__(self, t: jnp.ndarray, dtype) -> jnp.ndarray:
+        """t `[B]` scaled timesteps → `[B, dim]` in `dtype` (sinusoid in float32, as ltx-core)."""
+        return self.timestep_embedder(timestep_embedding(t).astype(dtype))
+
+
+def modulate(x: jnp.ndarray, shift: jnp.ndarray, scale: jnp.ndarray) -> jnp.ndarray:
+    """x·(1 + scale) + shift with `[B, C]` shift/scale broadcast over `[B, F, H, W, C]`."""
+    return x * (1 + scale[:, None, None, None, :]) + shift[:, None, None, None, :]
+
+
+class ResnetBlock3D(nnx.Module):
+    """PixelNorm → SiLU → conv1 → PixelNorm → SiLU → conv2, plus the input (GroupNorm(1) + 1×1 conv if C changes).
+
+    timestep_conditioning (19B-era decoders): a `scale_shift_table` `[4, C]` plus the block's timestep embedding
+    give (shift1, scale1, shift2, scale2), applied after each PixelNorm.
+    """
+
+    def __init__(self, cin: int, cout: int, rngs: nnx.Rngs, *, padding_mode: str, timestep_conditioning: bool = False,
+                 dtype=jnp.float32):
         self.conv1 = CausalConv3d(cin, cout, rngs, padding_mode=padding_mode, dtype=dtype)
         self.conv2 = CausalConv3d(cout, cout, rngs, padding_mode=padding_mode, dtype=dtype)
+        self.scale_shift_table = (nnx.Param(jnp.zeros((4, cin), dtype), sharding_names=(None, "vae_out"))
+                                  if timestep_conditioning else None)
         if cin != cout:
             self.norm3 = GroupNorm(cin, 1, GROUP_NORM_EPS, dtype)
             self.conv_shortcut = Conv((1, 1, 1), cin, cout, rngs, dtype)
@@ -111,26 +149,38 @@ class ResnetBlock3D(nnx.Module):
             self.norm3 = None
             self.conv_shortcut = None
 
-    def __call__(self, x: jnp.ndarray, causal: bool) -> jnp.ndarray:
-        """x `[B, F, H, W, Ci]` → `[B, F, H, W, Co]`."""
-        h = self.conv1(jax.nn.silu(pixel_norm(x)), causal)
-        h = self.conv2(jax.nn.silu(pixel_norm(h)), causal)
+    def __call__(self, x: jnp.ndarray, causal: bool, time: jnp.ndarray | None = None) -> jnp.ndarray:
+        """x `[B, F, H, W, Ci]` → `[B, F, H, W, Co]`; time `[B, 4·Ci]` (conditioned blocks only)."""
+        h = pixel_norm(x)
+        if self.scale_shift_table is not None:
+            ada = self.scale_shift_table[...].astype(x.dtype)[None] + time.reshape(time.shape[0], 4, -1)
+            h = modulate(h, ada[:, 0], ada[:, 1])
+        h = pixel_norm(self.conv1(jax.nn.silu(h), causal))
+        if self.scale_shift_table is not None:
+            h = modulate(h, ada[:, 2], ada[:, 3])
+        h = self.conv2(jax.nn.silu(h), causal)
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(self.norm3(x))
         return x + h
 
 
 class ResBlockStack(nnx.Module):
-    """ltx-core `UNetMidBlock3D` without timestep conditioning: `num_layers` ResnetBlock3Ds at one width."""
+    """ltx-core `UNetMidBlock3D`: `num_layers` ResnetBlock3Ds at one width, optionally timestep-conditioned (one
+    `time_embedder` to 4·C for the whole stack)."""
 
-    def __init__(self, channels: int, num_layers: int, rngs: nnx.Rngs, *, padding_mode: str, dtype=jnp.float32):
-        self.res_blocks = nnx.List(
-            [ResnetBlock3D(channels, channels, rngs, padding_mode=padding_mode, dtype=dtype) for _ in range(num_layers)])
+    def __init__(self, channels: int, num_layers: int, rngs: nnx.Rngs, *, padding_mode: str,
+                 timestep_conditioning: bool = False, dtype=jnp.float32):
+        self.time_embedder = TimeEmbedder(4 * channels, rngs, dtype) if timestep_conditioning else None
+        self.res_blocks = nnx.List([
+            ResnetBlock3D(channels, channels, rngs, padding_mode=padding_mode,
+                          timestep_conditioning=timestep_conditioning, dtype=dtype)
+            for _ in range(num_layers)])
 
-    def __call__(self, x: jnp.ndarray, causal: bool) -> jnp.ndarray:
-        """x `[B, F, H, W, C]` → same shape."""
+    def __call__(self, x: jnp.ndarray, causal: bool, timestep: jnp.ndarray | None = None) -> jnp.ndarray:
+        """x `[B, F, H, W, C]` → same shape; timestep `[B]` scaled (conditioned stacks only)."""
+        time = None if self.time_embedder is None else self.time_embedder(timestep, x.dtype)
         for block in self.res_blocks:
-            x = block(x, causal)
+            x = block(x, causal, time)
         return x
 
 
