@@ -26,7 +26,7 @@ from ltx_core.model.video_vae import (
 )
 from ltx_core.model.video_vae.tiling import SpatialTilingConfig, TemporalTilingConfig, TilingConfig
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
 def _randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
@@ -112,8 +112,10 @@ def tiling_config(spatial: tuple[int, int] | None, temporal: tuple[int, int] | N
 
 
 def run_reference(path: str, part: str, x: np.ndarray, *, tiling: TilingConfig | None = None,
-                  vae_path: str | None = None, noise: np.ndarray | None = None, threads: int = 1) -> dict[str, np.ndarray]:
-    """Run `part` on channels-first `x` in float32 and float64: {"float32": out, "float64": out}.
+                  vae_path: str | None = None, noise: np.ndarray | None = None, threads: int = 1,
+                  dtypes: tuple[str, ...] = ("float32", "float64")) -> dict[str, np.ndarray]:
+    """Run `part` on channels-first `x` in each of `dtypes`: {"float32": out, "float64": out} (float64 arrays for
+    "bfloat16").
 
     part: "encoder", "decoder", "tiled_decoder", "tiled_encoder", "upsampler" (the bare model) or
     "upsample_video" (un-normalise with the encoder of `vae_path` → upsampler → normalise).
@@ -123,7 +125,7 @@ def run_reference(path: str, part: str, x: np.ndarray, *, tiling: TilingConfig |
     """
     torch.set_num_threads(threads)
     out = {}
-    for dtype in ("float32", "float64"):
+    for dtype in dtypes:
         xt = torch.from_numpy(np.asarray(x)).to(DTYPES[dtype])
         with torch.no_grad():
             if part == "decoder" and noise is not None:
@@ -142,5 +144,5 @@ def run_reference(path: str, part: str, x: np.ndarray, *, tiling: TilingConfig |
                 y = upsample_video(xt, enc, load_reference(path, "upsampler", dtype))
             else:
                 raise ValueError(f"unknown part {part!r}")
-        out[dtype] = y.numpy()
+        out[dtype] = y.double().numpy() if dtype == "bfloat16" else y.numpy()
     return out
