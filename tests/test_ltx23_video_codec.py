@@ -37,6 +37,11 @@ def _frames(ref: np.ndarray) -> np.ndarray:
     return np.clip((np.moveaxis(ref[0], 0, -1) + 1.0) / 2.0, 0.0, 1.0)
 
 
+def _latents(ref: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Reference latents `[1, C, F, h, w]` (float32, float64) → codec latents `[F, h, w, C]`."""
+    return tuple(np.moveaxis(ref[k][0], 0, -1) for k in ("float32", "float64"))
+
+
 def test_codec_decode_encode_and_upsample_match_ltx_core(vae_path, tmp_path):
     up = str(tmp_path / "up.safetensors")
     write_tiny_upsampler(up, {"in_channels": 16, "mid_channels": 32, "num_blocks_per_stage": 1}, seed=2)
@@ -51,16 +56,17 @@ def test_codec_decode_encode_and_upsample_match_ltx_core(vae_path, tmp_path):
 
     pixels = np.random.default_rng(1).uniform(0, 1, (9, 64, 96, 3)).astype(np.float32)
     ref = run_reference(vae_path, "encoder", np.moveaxis(2 * pixels - 1, -1, 0)[None])
-    assert_parity("codec encode", codec.encode(pixels), *(np.moveaxis(ref[k][0], 0, -1) for k in ("float32", "float64")))
+    assert_parity("codec encode", codec.encode(pixels), *_latents(ref))
 
     ref = run_reference(up, "upsample_video", np.moveaxis(latents, -1, 0)[None], vae_path=vae_path)
-    assert_parity("codec upsample", codec.upsample(latents), *(np.moveaxis(ref[k][0], 0, -1) for k in ("float32", "float64")))
+    assert_parity("codec upsample", codec.upsample(latents), *_latents(ref))
 
 
 def test_codec_tiled_decode_matches_ltx_core(vae_path):
     codec = LTX23VideoCodec.from_checkpoint(vae_path, encoder=False, tiling=Tiling(spatial=(64, 32), temporal=(16, 8)))
     latents = np.random.default_rng(2).standard_normal((4, 2, 3, 16)).astype(np.float32)
-    ref = run_reference(vae_path, "tiled_decoder", np.moveaxis(latents, -1, 0)[None], tiling=tiling_config((64, 32), (16, 8)))
+    tiling = tiling_config((64, 32), (16, 8))
+    ref = run_reference(vae_path, "tiled_decoder", np.moveaxis(latents, -1, 0)[None], tiling=tiling)
     assert_parity("codec tiled decode", codec.decode(latents), _frames(ref["float32"]), _frames(ref["float64"]))
     with pytest.raises(ValueError, match="without the encoder"):
         codec.encode(np.zeros((9, 64, 64, 3), np.float32))

@@ -43,7 +43,8 @@ def _file(tmp_path, name: str) -> str:
 @pytest.mark.parametrize("name", list(CONFIGS))
 def test_upsampler_parity(tmp_path, name):
     path = _file(tmp_path, name)
-    latent = np.random.default_rng(0).standard_normal((1, CONFIGS[name]["in_channels"], *GRIDS[name])).astype(np.float32)
+    shape = (1, CONFIGS[name]["in_channels"], *GRIDS[name])
+    latent = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     ref = run_reference(path, "upsampler", latent)
     ours = np.moveaxis(np.asarray(run(load_upsampler(path), jnp.asarray(np.moveaxis(latent, 1, -1)))), -1, 1)
     assert ours.shape == ref["float32"].shape

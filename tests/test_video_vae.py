@@ -10,7 +10,6 @@ were not tuned on.
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -99,7 +98,8 @@ def test_bf16_within_the_references_own_bf16_error(vae_file, name):
     for part, load, x in cases:
         x = x.astype(np.float32)
         ref = run_reference(path, part, x, dtypes=("bfloat16", "float64"))
-        ours = channels_first(run(load(path, dtype=jnp.bfloat16), channels_last(x).astype(jnp.bfloat16)).astype(jnp.float32))
+        ours = run(load(path, dtype=jnp.bfloat16), channels_last(x).astype(jnp.bfloat16))
+        ours = channels_first(ours.astype(jnp.float32))
         ours_err, ref_err = np.abs(ours - ref["float64"]), np.abs(ref["bfloat16"] - ref["float64"])
         assert ours_err.max() <= BF16_MAX * ref_err.max(), (part, ours_err.max(), ref_err.max())
         assert ours_err.mean() <= BF16_MEAN * ref_err.mean(), (part, ours_err.mean(), ref_err.mean())
@@ -107,7 +107,7 @@ def test_bf16_within_the_references_own_bf16_error(vae_file, name):
 
 
 def test_converted_directory_loads_the_same_weights(vae_file, checkpoint, tmp_path):
-    """A full-stack file (tiny transformer + VAE) through `unityshots convert`: the VAE loads from extras.safetensors."""
+    """A full-stack file (tiny transformer + VAE) through `convert`: the VAE loads from extras.safetensors."""
     from unityshots_jax.checkpoint.ltx_convert import convert
 
     vae_tensors, vae_meta, _ = read_all(vae_file("ltx23"))
@@ -192,7 +192,7 @@ def test_absent_timestep_conditioning_means_true(vae_file, tmp_path):
 
 
 def test_padding_defaults_follow_ltx_core():
-    """Absent `spatial_padding_mode`: the encoder pads with zeros, the decoder reflects (the configurators' defaults)."""
+    """Absent `spatial_padding_mode`: the encoder pads with zeros, the decoder reflects (ltx-core's defaults)."""
     vae = {k: v for k, v in ltx23_tiny().items() if k != "spatial_padding_mode"}
     cfg = vae_config_from_checkpoint({"vae": vae})
     assert (cfg.encoder_padding, cfg.decoder_padding) == ("zeros", "reflect")

@@ -35,7 +35,7 @@ def main(path: str) -> None:
         row[name] = {
             "rel": float(np.max(np.abs(many - one)) / np.max(np.abs(one))),
             "shape": list(many.shape),
-            "spec": [None if a is None else str(a) for a in out.sharding.spec] if hasattr(out.sharding, "spec") else None,
+            "spec": [None if a is None else str(a) for a in getattr(out.sharding, "spec", ())],
             "shards": len(out.addressable_shards),
         }
     print(json.dumps(row))

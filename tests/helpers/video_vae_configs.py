@@ -14,8 +14,9 @@ def ltx23_tiny(latent_channels: int = 16, base: int = 8, num_layers: int = 1) ->
         "spatial_padding_mode": "zeros",
         "encoder_blocks": [
             ["res_x", {"num_layers": n}], ["compress_space_res", {"multiplier": 2}], ["res_x", {"num_layers": n}],
-            ["compress_time_res", {"multiplier": 2}], ["res_x", {"num_layers": n}], ["compress_all_res", {"multiplier": 2}],
-            ["res_x", {"num_layers": n}], ["compress_all_res", {"multiplier": 1}], ["res_x", {"num_layers": n}],
+            ["compress_time_res", {"multiplier": 2}], ["res_x", {"num_layers": n}],
+            ["compress_all_res", {"multiplier": 2}], ["res_x", {"num_layers": n}],
+            ["compress_all_res", {"multiplier": 1}], ["res_x", {"num_layers": n}],
         ],
         "decoder_blocks": [
             ["res_x", {"num_layers": n}], ["compress_space", {"multiplier": 2}], ["res_x", {"num_layers": n}],
@@ -34,7 +35,8 @@ def other_layout() -> dict:
         "norm_layer": "pixel_norm", "latent_log_var": "per_channel", "causal_decoder": True,
         "timestep_conditioning": False, "decoder_base_channels": 4, "spatial_padding_mode": "reflect",
         "encoder_blocks": [
-            ["res_x", 2], ["compress_space", 1], ["res_x_y", {"multiplier": 2}], ["compress_time_res", {"multiplier": 2}],
+            ["res_x", 2], ["compress_space", 1], ["res_x_y", {"multiplier": 2}],
+            ["compress_time_res", {"multiplier": 2}],
             ["compress_all_x_y", {"multiplier": 2}], ["res_x", 1], ["compress_all_res", {"multiplier": 1}],
         ],
         "decoder_blocks": [

@@ -127,7 +127,7 @@ class LTX23VideoCodec:
         return np.clip((video[0] + 1.0) / 2.0, 0.0, 1.0).astype(np.float32)
 
     def upsample(self, latents: np.ndarray) -> np.ndarray:
-        """latents `[F, h, w, C]` → `[F, 2h, 2w, C]` with the ×2 upsampler (un-normalise → upsample → normalise)."""
+        """latents `[F, h, w, C]` → `[F, 2h, 2w, C]` with the ×2 upsampler (un-normalise, upsample, normalise)."""
         if self._upsample is None:
             raise ValueError("ltx23 video codec: loaded without an upsampler")
         x = jnp.asarray(np.asarray(latents, np.float32)[None])

@@ -114,7 +114,8 @@ def load_module(
             key = key_of(here)
             expect = torch_layout_shape(str(name), tuple(leaf.shape))
             if key not in available:
-                raise CheckpointError(f"{source.path}: {what}: tensor {key!r} is missing (expected shape {list(expect)})")
+                raise CheckpointError(
+                    f"{source.path}: {what}: tensor {key!r} is missing (expected shape {list(expect)})")
             _, shape = file.info(key)
             if tuple(shape) != expect:
                 raise CheckpointError(

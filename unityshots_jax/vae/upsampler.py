@@ -45,11 +45,13 @@ class UpsamplerConfig:
             if isinstance(c[key], bool) or not isinstance(c[key], int) or c[key] <= 0:
                 raise UpsamplerConfigError(f"upsampler config {key}: expected a positive integer, got {c[key]!r}")
         if c["mid_channels"] % GROUPS:
-            raise UpsamplerConfigError(f"upsampler config mid_channels: {c['mid_channels']} is not a multiple of {GROUPS}")
+            raise UpsamplerConfigError(
+                f"upsampler config mid_channels: {c['mid_channels']} is not a multiple of {GROUPS}")
         if c["dims"] not in (2, 3):
             raise UpsamplerConfigError(f"upsampler config dims: {c['dims']!r} (expected 2 or 3)")
         if config.get("rational_resampler", False):
-            raise UpsamplerConfigError("upsampler config rational_resampler: the rational (×1.5) resampler is not supported")
+            raise UpsamplerConfigError(
+                "upsampler config rational_resampler: the rational (×1.5) resampler is not supported")
         if not (c["spatial_upsample"] or c["temporal_upsample"]):
             raise UpsamplerConfigError("upsampler config spatial_upsample / temporal_upsample: one must be true")
         if c["temporal_upsample"] and c["dims"] == 2:
@@ -85,7 +87,7 @@ class ResBlock(nnx.Module):
 
 
 class LatentUpsampler(nnx.Module):
-    """Conv → GN → SiLU → ResBlocks → conv + pixel shuffle → ResBlocks → conv (ltx-core `LatentUpsampler`)."""
+    """ltx-core `LatentUpsampler`: conv, GN, SiLU, ResBlocks, conv + pixel shuffle, ResBlocks, conv."""
 
     def __init__(self, cfg: UpsamplerConfig, rngs: nnx.Rngs, dtype=jnp.float32):
         self.cfg = cfg
@@ -93,16 +95,17 @@ class LatentUpsampler(nnx.Module):
         mid = cfg.mid_channels
         self.initial_conv = Conv(k, cfg.in_channels, mid, rngs, dtype)
         self.initial_norm = GroupNorm(mid, GROUPS, EPS, dtype)
-        self.res_blocks = nnx.List([ResBlock(mid, k, rngs, dtype) for _ in range(cfg.num_blocks_per_stage)])
+        blocks = cfg.num_blocks_per_stage
+        self.res_blocks = nnx.List([ResBlock(mid, k, rngs, dtype) for _ in range(blocks)])
         factor = 2 ** sum(s == 2 for s in cfg.stride)
         # spatial-only: a per-frame Conv2d; temporal (with or without spatial): a Conv3d
         up_kernel = (3, 3) if not cfg.temporal_upsample else (3, 3, 3)
         self.upsampler = nnx.List([Conv(up_kernel, mid, factor * mid, rngs, dtype)])
-        self.post_upsample_res_blocks = nnx.List([ResBlock(mid, k, rngs, dtype) for _ in range(cfg.num_blocks_per_stage)])
+        self.post_upsample_res_blocks = nnx.List([ResBlock(mid, k, rngs, dtype) for _ in range(blocks)])
         self.final_conv = Conv(k, mid, cfg.in_channels, rngs, dtype)
 
     def __call__(self, latent: jnp.ndarray) -> jnp.ndarray:
-        """latent `[B, F, h, w, C]` (un-normalised) → `[B, F', 2h, 2w, C]` (F' = 2F − 1 with temporal upsampling)."""
+        """latent `[B, F, h, w, C]` (un-normalised) → `[B, F', 2h, 2w, C]` (F' = 2F − 1 if temporal)."""
         b, f = latent.shape[:2]
         per_frame = self.cfg.dims == 2
         x = latent.reshape(b * f, *latent.shape[2:]) if per_frame else latent

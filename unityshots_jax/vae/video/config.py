@@ -96,7 +96,8 @@ class VideoVAEConfig:
 def _choice(cfg: Mapping[str, Any], key: str, default: str, allowed: tuple[str, ...], what: str) -> str:
     value = cfg.get(key, default)
     if value not in allowed:
-        raise VideoVAEConfigError(f"vae.{key}: {value!r} is not supported for the {what} (supported: {', '.join(allowed)})")
+        raise VideoVAEConfigError(
+            f"vae.{key}: {value!r} is not supported for the {what} (supported: {', '.join(allowed)})")
     return value
 
 
@@ -107,7 +108,8 @@ def _int(cfg: Mapping[str, Any], key: str, default: int) -> int:
     return value
 
 
-def _blocks(cfg: Mapping[str, Any], key: str, allowed: tuple[str, ...], default_multiplier: dict[str, int]) -> tuple[BlockSpec, ...]:
+def _blocks(cfg: Mapping[str, Any], key: str, allowed: tuple[str, ...],
+            default_multiplier: dict[str, int]) -> tuple[BlockSpec, ...]:
     raw = cfg.get(key, [])
     if not isinstance(raw, (list, tuple)):
         raise VideoVAEConfigError(f"vae.{key}: expected a list of [name, params] pairs, got {type(raw).__name__}")
@@ -138,7 +140,8 @@ def _blocks(cfg: Mapping[str, Any], key: str, allowed: tuple[str, ...], default_
     return tuple(out)
 
 
-_ENCODER_MULT = {n: 2 for n in ("res_x_y", "compress_all_x_y", "compress_all_res", "compress_space_res", "compress_time_res")}
+_ENCODER_MULT = {
+    n: 2 for n in ("res_x_y", "compress_all_x_y", "compress_all_res", "compress_space_res", "compress_time_res")}
 _DECODER_MULT = {"res_x_y": 2}
 
 

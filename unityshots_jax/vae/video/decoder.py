@@ -1,4 +1,4 @@
-"""The LTX video decoder: normalised latents `[B, F, h, w, C]` → pixels `[B, 8(F−1)+1, 32h, 32w, 3]` in ~[−1, 1]."""
+"""The LTX video decoder: normalised latents `[B, F, h, w, C]` → pixels `[B, 8(F−1)+1, 32h, 32w, 3]`, ~[−1, 1]."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def _decoder_block(spec: BlockSpec, cin: int, rngs: nnx.Rngs, padding: str, time
     if spec.name == "res_x_y":
         cout = cin // spec.multiplier
         return ResnetBlock3D(cin, cout, rngs, padding_mode=padding, dtype=dtype), cout
-    block = DepthToSpaceUpsample(cin, spec.stride, spec.multiplier, spec.residual, rngs, padding_mode=padding, dtype=dtype)
+    block = DepthToSpaceUpsample(cin, spec.stride, spec.multiplier, spec.residual, rngs, padding_mode=padding,
+                                 dtype=dtype)
     return block, cin // spec.multiplier
 
 
@@ -77,9 +78,11 @@ class VideoDecoder(nnx.Module):
         """
         if latent.ndim != 5 or latent.shape[-1] != self.cfg.latent_channels:
             raise VideoShapeError(
-                f"latent: expected [batch, frames, height, width, {self.cfg.latent_channels}], got {list(latent.shape)}")
+                f"latent: expected [batch, frames, height, width, {self.cfg.latent_channels}], "
+                f"got {list(latent.shape)}")
         if self.cfg.decoder_padding == "reflect" and min(latent.shape[2:4]) < 2:
-            raise VideoShapeError(f"latent: reflect padding needs height and width ≥ 2, got {list(latent.shape[2:4])}")
+            raise VideoShapeError(
+                f"latent: reflect padding needs height and width ≥ 2, got {list(latent.shape[2:4])}")
         causal = self.cfg.causal_decoder
         scaled = None
         if self.cfg.timestep_conditioning:

@@ -28,7 +28,7 @@ class Stat(nnx.Variable):
 
 
 class Conv(nnx.Module):
-    """A plain convolution's parameters (ltx-core's inner `nn.Conv3d`/`nn.Conv2d`): kernel `[*k, Ci, Co]`, bias `[Co]`."""
+    """A plain convolution (ltx-core's inner `nn.Conv3d`/`nn.Conv2d`): kernel `[*k, Ci, Co]`, bias `[Co]`."""
 
     def __init__(self, kernel: tuple[int, ...], cin: int, cout: int, rngs: nnx.Rngs, dtype=jnp.float32):
         fan_in = cin * math.prod(kernel)
@@ -130,7 +130,8 @@ def modulate(x: jnp.ndarray, shift: jnp.ndarray, scale: jnp.ndarray) -> jnp.ndar
 
 
 class ResnetBlock3D(nnx.Module):
-    """PixelNorm → SiLU → conv1 → PixelNorm → SiLU → conv2, plus the input (GroupNorm(1) + 1×1 conv if C changes).
+    """PixelNorm → SiLU → conv1 → PixelNorm → SiLU → conv2, plus the input (GroupNorm(1) + 1×1 conv if C
+    changes).
 
     timestep_conditioning (19B-era decoders): a `scale_shift_table` `[4, C]` plus the block's timestep embedding
     give (shift1, scale1, shift2, scale2), applied after each PixelNorm.
@@ -205,8 +206,8 @@ def depth_to_space(x: jnp.ndarray, stride: tuple[int, int, int]) -> jnp.ndarray:
 
 
 def patchify(x: jnp.ndarray, patch: int) -> jnp.ndarray:
-    """Pixels → channels: `[B, F, H·p, W·p, C]` → `[B, F, H, W, C·p·p]`, channel index (c·p + r)·p + q with r the
-    **width** offset and q the height offset (ltx-core's `b c (f 1) (h q) (w r) -> b (c 1 r q) f h w`)."""
+    """Pixels → channels: `[B, F, H·p, W·p, C]` → `[B, F, H, W, C·p·p]`, channel index (c·p + r)·p + q with r
+    the **width** offset and q the height offset (ltx-core's `b c (f 1) (h q) (w r) -> b (c 1 r q) f h w`)."""
     b, f, h, w, c = x.shape
     x = x.reshape(b, f, h // patch, patch, w // patch, patch, c)  # q at axis 3, r at axis 5
     x = x.transpose(0, 1, 2, 4, 6, 5, 3)
@@ -250,7 +251,8 @@ class DepthToSpaceUpsample(nnx.Module):
         self.stride = tuple(stride)
         self.multiplier = multiplier
         self.residual = residual
-        self.conv = CausalConv3d(cin, math.prod(stride) * cin // multiplier, rngs, padding_mode=padding_mode, dtype=dtype)
+        cout = math.prod(stride) * cin // multiplier
+        self.conv = CausalConv3d(cin, cout, rngs, padding_mode=padding_mode, dtype=dtype)
 
     def __call__(self, x: jnp.ndarray, causal: bool = True) -> jnp.ndarray:
         """x `[B, F, H, W, Ci]` → `[B, F·p1 (−1 if p1 = 2), H·p2, W·p3, Ci·p/mult/p]`."""
@@ -265,7 +267,7 @@ class DepthToSpaceUpsample(nnx.Module):
 
 
 class LatentStatistics(nnx.Module):
-    """ltx-core `PerChannelStatistics`: `normalize` = (x − mean)/std, `un_normalize` = x·std + mean over `[..., C]`."""
+    """ltx-core `PerChannelStatistics`: normalize = (x − mean)/std, un_normalize = x·std + mean over `[..., C]`."""
 
     def __init__(self, channels: int, dtype=jnp.float32):
         self.std_of_means = Stat(jnp.ones((channels,), dtype))

@@ -42,7 +42,8 @@ class Tiling:
             if tile < minimum or tile % step:
                 raise TilingError(f"tiling.{name} tile: {tile} must be at least {minimum} and divisible by {step}")
             if overlap < 0 or overlap % step or overlap >= tile:
-                raise TilingError(f"tiling.{name} overlap: {overlap} must be divisible by {step} and below the tile {tile}")
+                raise TilingError(
+                    f"tiling.{name} overlap: {overlap} must be divisible by {step} and below the tile {tile}")
 
     @classmethod
     def default(cls) -> "Tiling":
@@ -118,16 +119,19 @@ def rectangle(length: int, left: int, right: int) -> np.ndarray:
     return mask
 
 
-def decode_plan(grid: tuple[int, int, int], tiling: Tiling, time_scale: int, space_scale: int) -> list[tuple[AxisTile, ...]]:
+def decode_plan(grid: tuple[int, int, int], tiling: Tiling, time_scale: int,
+                space_scale: int) -> list[tuple[AxisTile, ...]]:
     """Tiles (time, height, width) of a latent grid (F, h, w), in ltx-core's order (time outermost)."""
     frames, height, width = grid
     time = [AxisTile(slice(0, frames), slice(0, time_scale * (frames - 1) + 1), np.ones(1, np.float32))]
     if tiling.temporal is not None:
         size, overlap = (v // time_scale for v in tiling.temporal)
-        time = [AxisTile(slice(s.start, s.end), slice(s.start * time_scale, 1 + (s.end - 1) * time_scale),
-                         trapezoid(1 + (s.end - 1 - s.start) * time_scale, 0 if s.left == 0 else 1 + (s.left - 1) * time_scale,
-                                   s.right * time_scale, True))
-                for s in split_latent_time(frames, size, overlap)]
+        time = []
+        for s in split_latent_time(frames, size, overlap):
+            left = 0 if s.left == 0 else 1 + (s.left - 1) * time_scale
+            mask = trapezoid(1 + (s.end - 1 - s.start) * time_scale, left, s.right * time_scale, True)
+            out = slice(s.start * time_scale, 1 + (s.end - 1) * time_scale)
+            time.append(AxisTile(slice(s.start, s.end), out, mask))
     axes = []
     for length in (height, width):
         tiles = [AxisTile(slice(0, length), slice(0, length * space_scale), np.ones(1, np.float32))]
@@ -141,14 +145,16 @@ def decode_plan(grid: tuple[int, int, int], tiling: Tiling, time_scale: int, spa
     return list(itertools.product(time, *axes))
 
 
-def encode_plan(size: tuple[int, int, int], tiling: Tiling, time_scale: int, space_scale: int) -> list[tuple[AxisTile, ...]]:
+def encode_plan(size: tuple[int, int, int], tiling: Tiling, time_scale: int,
+                space_scale: int) -> list[tuple[AxisTile, ...]]:
     """Tiles (time, height, width) of a video (T, H, W) for encoding, in ltx-core's order."""
     frames, height, width = size
     time = [AxisTile(slice(0, frames), slice(0, (frames - 1) // time_scale + 1), np.ones(1, np.float32))]
     if tiling.temporal is not None:
         tile, overlap = tiling.temporal[0], max(tiling.temporal[1], MIN_ENCODE_OVERLAP_FRAMES)
         if overlap >= tile:
-            raise TilingError(f"tiling.temporal tile: {tile} frames; encoding overlaps at least {overlap}, so it must be larger")
+            raise TilingError(
+                f"tiling.temporal tile: {tile} frames; encoding overlaps at least {overlap}, so it must be larger")
         time = []
         for s in split_frame_time(frames, tile, overlap):
             start, stop = s.start // time_scale, (s.end - 1) // time_scale + 1
@@ -160,7 +166,8 @@ def encode_plan(size: tuple[int, int, int], tiling: Tiling, time_scale: int, spa
         if tiling.spatial is not None:
             tile, overlap = tiling.spatial[0], max(tiling.spatial[1], MIN_ENCODE_OVERLAP_PX)
             if overlap >= tile:
-                raise TilingError(f"tiling.spatial tile: {tile} px; encoding overlaps at least {overlap}, so it must be larger")
+                raise TilingError(
+                    f"tiling.spatial tile: {tile} px; encoding overlaps at least {overlap}, so it must be larger")
             tiles = [AxisTile(slice(s.start, s.end), slice(s.start // space_scale, s.end // space_scale),
                               rectangle(s.end // space_scale - s.start // space_scale,
                                         max(0, s.left // space_scale - 1), 0 if s.right == 0 else 1))
@@ -189,7 +196,8 @@ def tiled_decode(decode: Callable[[np.ndarray], np.ndarray], latent: np.ndarray,
         for tile in group:
             out = np.asarray(decode(latent[:, tile[0].src, tile[1].src, tile[2].src]))
             if chunk is None:
-                chunk = np.zeros((b, span.stop - span.start, h * space_scale, w * space_scale, out.shape[-1]), out.dtype)
+                shape = (b, span.stop - span.start, h * space_scale, w * space_scale, out.shape[-1])
+                chunk = np.zeros(shape, out.dtype)
                 weights = np.zeros((1, *chunk.shape[1:4], 1), out.dtype)
             offset = tile[0].dst.start - span.start
             n = min(tile[0].dst.stop - tile[0].dst.start, out.shape[1], chunk.shape[1] - offset)
