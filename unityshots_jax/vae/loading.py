@@ -83,6 +83,17 @@ def default_key(path: tuple) -> str:
     return ".".join(parts[:-1] + [last.replace("_of_", "-of-")])
 
 
+def expected_tensors(build: Callable[[], nnx.Module], key_of: Callable[[tuple], str]) -> dict[str, tuple[int, ...]]:
+    """{file key: checkpoint shape} of every leaf of `build()` (built abstractly: no memory, any size)."""
+    with nnx.use_eager_sharding(False):
+        abstract = nnx.eval_shape(build)
+    out = {}
+    for path, leaf in nnx.to_flat_state(nnx.state(abstract)):
+        value = leaf.get_value() if hasattr(leaf, "get_value") else leaf.value
+        out[key_of(tuple(path))] = torch_layout_shape(str(path[-1]), tuple(value.shape))
+    return out
+
+
 def load_module(
     build: Callable[[], M],
     source: CheckpointSource,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from flax import nnx
 
-from unityshots_jax.vae.loading import CheckpointSource, default_key, load_module, open_source
+from unityshots_jax.vae.loading import CheckpointSource, default_key, expected_tensors, load_module, open_source
 from unityshots_jax.vae.video.config import VideoVAEConfig, vae_config_from_checkpoint
 from unityshots_jax.vae.video.decoder import VideoDecoder
 from unityshots_jax.vae.video.encoder import VideoEncoder
@@ -43,3 +43,10 @@ def load_video_decoder(path: str, *, dtype=jnp.float32, cfg: VideoVAEConfig | No
 def load_video_encoder(path: str, *, dtype=jnp.float32, cfg: VideoVAEConfig | None = None) -> VideoEncoder:
     """The video encoder of an official LTX checkpoint file or a converted directory (config from its metadata)."""
     return _load(VideoEncoder, ENCODER_PREFIX, open_source(path), cfg, dtype)
+
+
+def video_vae_tensors(cfg: VideoVAEConfig) -> dict[str, tuple[int, ...]]:
+    """{file key: shape} of both halves of a video VAE of `cfg` in the official single-file layout."""
+    out = expected_tensors(lambda: VideoEncoder(cfg, nnx.Rngs(0)), lambda p: file_key(ENCODER_PREFIX, p))
+    out.update(expected_tensors(lambda: VideoDecoder(cfg, nnx.Rngs(0)), lambda p: file_key(DECODER_PREFIX, p)))
+    return out
