@@ -15,7 +15,7 @@ import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from helpers.checkpoints import rewrite, with_config  # noqa: E402
-from helpers.video_vae_configs import ltx23_tiny  # noqa: E402
+from helpers.video_vae_configs import ltx23_tiny, other_layout  # noqa: E402
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError  # noqa: E402
 from unityshots_jax.parity_criterion import assert_parity  # noqa: E402
 from unityshots_jax.reference.tiny_media import run_reference, write_tiny_upsampler, write_tiny_vae  # noqa: E402
@@ -51,16 +51,18 @@ def test_upsampler_parity(tmp_path, name):
     assert_parity(f"upsampler[{name}]", ours, ref["float32"], ref["float64"])
 
 
-def test_upsample_video_parity(tmp_path):
+@pytest.mark.parametrize("vae,name", [("ltx23", "x2"), ("other", "temporal")])
+def test_upsample_video_parity(tmp_path, vae, name):
     """un-normalise with the VAE encoder's statistics → upsample → normalise, as ltx-core's `upsample_video`."""
-    vae = str(tmp_path / "vae.safetensors")
-    write_tiny_vae(vae, ltx23_tiny(), seed=3)
-    path = _file(tmp_path, "x2")
-    latent = np.random.default_rng(1).standard_normal((1, 16, 2, 3, 2)).astype(np.float32)
-    ref = run_reference(path, "upsample_video", latent, vae_path=vae)
-    stats = load_video_encoder(vae).per_channel_statistics
+    vae_path = str(tmp_path / "vae.safetensors")
+    write_tiny_vae(vae_path, {"ltx23": ltx23_tiny, "other": other_layout}[vae](), seed=3)
+    path = _file(tmp_path, name)
+    shape = (1, CONFIGS[name]["in_channels"], 2, 3, 2)
+    latent = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    ref = run_reference(path, "upsample_video", latent, vae_path=vae_path)
+    stats = load_video_encoder(vae_path).per_channel_statistics
     ours = nnx.jit(upsample_video)(jnp.asarray(np.moveaxis(latent, 1, -1)), stats, load_upsampler(path))
-    assert_parity("upsample_video", np.moveaxis(np.asarray(ours), -1, 1), ref["float32"], ref["float64"])
+    assert_parity(f"upsample_video[{name}]", np.moveaxis(np.asarray(ours), -1, 1), ref["float32"], ref["float64"])
 
 
 @pytest.mark.parametrize("change,message", [

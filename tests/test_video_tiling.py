@@ -64,14 +64,22 @@ def test_spatial_only_tiling(vae_file):
     assert_parity("spatial-only tiled decode", ours, ref["float32"], ref["float64"])
 
 
-def test_tiled_encode_matches_ltx_core(vae_file):
-    path = vae_file("ltx23")
-    video = np.random.default_rng(7).uniform(-1, 1, (1, 3, 33, 128, 96)).astype(np.float32)
-    spatial, temporal = (96, 64), (24, 16)
+# (config, video T×H×W, spatial (tile, overlap) px, temporal (tile, overlap) frames)
+ENCODE = [
+    ("ltx23", (33, 128, 96), (96, 64), (24, 16)),
+    ("other", (25, 96, 160), (128, 32), (24, 8)),  # overlaps below the minimum: raised to 64 px / 16 frames
+]
+
+
+@pytest.mark.parametrize("name,size,spatial,temporal", ENCODE, ids=[e[0] for e in ENCODE])
+def test_tiled_encode_matches_ltx_core(vae_file, name, size, spatial, temporal):
+    path = vae_file(name)
+    video = np.random.default_rng(7).uniform(-1, 1, (1, 3, *size)).astype(np.float32)
     ref = run_reference(path, "tiled_encoder", video, tiling=tiling_config(spatial, temporal))
     enc = load_video_encoder(path)
-    ours = tiled_encode(lambda x: run(enc, jnp.asarray(x)), np.moveaxis(video, 1, -1), Tiling(spatial, temporal), 16)
-    assert_parity("tiled encode", np.moveaxis(ours, -1, 1), ref["float32"], ref["float64"])
+    channels = CONFIGS[name]["latent_channels"]
+    ours = tiled_encode(lambda x: run(enc, jnp.asarray(x)), np.moveaxis(video, 1, -1), Tiling(spatial, temporal), channels)
+    assert_parity(f"tiled encode[{name}]", np.moveaxis(ours, -1, 1), ref["float32"], ref["float64"])
 
 
 @pytest.mark.parametrize("kwargs,message", [
