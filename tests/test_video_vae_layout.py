@@ -17,27 +17,8 @@ from ltx_core.model.video_vae import VideoDecoderConfigurator, VideoEncoderConfi
 
 from unityshots_jax.vae.loading import default_key, expected_tensors  # noqa: E402
 from unityshots_jax.vae.upsampler import LatentUpsampler, UpsamplerConfig  # noqa: E402
-from unityshots_jax.vae.video.config import vae_config_from_checkpoint  # noqa: E402
+from unityshots_jax.vae.video.config import LTX23_VAE, vae_config_from_checkpoint  # noqa: E402
 from unityshots_jax.vae.video.keys import video_vae_tensors  # noqa: E402
-
-
-def ltx23_vae_config() -> dict:
-    """The `vae` section of the LTX-2.3 22B checkpoint (Appendix C)."""
-    def blocks(names):
-        return [[n, {"num_layers": v} if n == "res_x" else {"multiplier": v}] for n, v in names]
-
-    return {
-        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
-        "scaling_factor": 1.0, "norm_layer": "pixel_norm", "patch_size": 4, "latent_log_var": "uniform",
-        "use_quant_conv": False, "causal_decoder": False, "timestep_conditioning": False,
-        "normalize_latent_channels": False, "encoder_base_channels": 128, "decoder_base_channels": 128,
-        "spatial_padding_mode": "zeros",
-        "encoder_blocks": blocks([("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2),
-                                  ("res_x", 4), ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 1),
-                                  ("res_x", 2)]),
-        "decoder_blocks": blocks([("res_x", 4), ("compress_space", 2), ("res_x", 6), ("compress_time", 2),
-                                  ("res_x", 4), ("compress_all", 1), ("res_x", 2), ("compress_all", 2), ("res_x", 2)]),
-    }
 
 
 def _reference_table(module: torch.nn.Module, prefix: str) -> dict[str, tuple[int, ...]]:
@@ -51,7 +32,7 @@ def _reference_table(module: torch.nn.Module, prefix: str) -> dict[str, tuple[in
 
 
 def test_full_ltx23_vae_tensor_table_and_sizes():
-    config = {"vae": ltx23_vae_config()}
+    config = {"vae": LTX23_VAE}
     with torch.device("meta"):
         enc = VideoEncoderConfigurator.from_config(config)
         dec = VideoDecoderConfigurator.from_config(config)

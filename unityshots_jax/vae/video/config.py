@@ -175,3 +175,24 @@ def vae_config_from_checkpoint(config: Mapping[str, Any]) -> VideoVAEConfig:
         timestep_conditioning=timestep,
         decoder_base_channels=base,
     )
+
+
+def _blocks_list(entries: list[tuple[str, int]]) -> list[list]:
+    return [[n, {"num_layers": v} if n == "res_x" else {"multiplier": v}] for n, v in entries]
+
+
+# The `vae` section of the LTX-2.3 22B checkpoint's metadata (third-party extraction, `ltx23_architecture.md`
+# Appendix C); its tensor table and parameter counts are checked against ltx-core in tests/test_video_vae_layout.py.
+LTX23_VAE: dict[str, Any] = {
+    "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3, "latent_channels": 128,
+    "scaling_factor": 1.0, "norm_layer": "pixel_norm", "patch_size": 4, "latent_log_var": "uniform",
+    "use_quant_conv": False, "causal_decoder": False, "timestep_conditioning": False,
+    "normalize_latent_channels": False, "encoder_base_channels": 128, "decoder_base_channels": 128,
+    "spatial_padding_mode": "zeros",
+    "encoder_blocks": _blocks_list([
+        ("res_x", 4), ("compress_space_res", 2), ("res_x", 6), ("compress_time_res", 2), ("res_x", 4),
+        ("compress_all_res", 2), ("res_x", 2), ("compress_all_res", 1), ("res_x", 2)]),
+    "decoder_blocks": _blocks_list([
+        ("res_x", 4), ("compress_space", 2), ("res_x", 6), ("compress_time", 2), ("res_x", 4),
+        ("compress_all", 1), ("res_x", 2), ("compress_all", 2), ("res_x", 2)]),
+}
