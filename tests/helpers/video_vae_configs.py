@@ -4,26 +4,14 @@ from __future__ import annotations
 
 
 def ltx23_tiny(latent_channels: int = 16, base: int = 8, num_layers: int = 1) -> dict:
-    """The LTX-2.3 block structure (Appendix C) with `num_layers` per res block and small channel counts."""
-    n = num_layers
-    return {
-        "_class_name": "CausalVideoAutoencoder", "dims": 3, "in_channels": 3, "out_channels": 3,
-        "latent_channels": latent_channels, "scaling_factor": 1.0, "norm_layer": "pixel_norm", "patch_size": 4,
-        "latent_log_var": "uniform", "use_quant_conv": False, "causal_decoder": False, "timestep_conditioning": False,
-        "normalize_latent_channels": False, "encoder_base_channels": 128, "decoder_base_channels": base,
-        "spatial_padding_mode": "zeros",
-        "encoder_blocks": [
-            ["res_x", {"num_layers": n}], ["compress_space_res", {"multiplier": 2}], ["res_x", {"num_layers": n}],
-            ["compress_time_res", {"multiplier": 2}], ["res_x", {"num_layers": n}],
-            ["compress_all_res", {"multiplier": 2}], ["res_x", {"num_layers": n}],
-            ["compress_all_res", {"multiplier": 1}], ["res_x", {"num_layers": n}],
-        ],
-        "decoder_blocks": [
-            ["res_x", {"num_layers": n}], ["compress_space", {"multiplier": 2}], ["res_x", {"num_layers": n}],
-            ["compress_time", {"multiplier": 2}], ["res_x", {"num_layers": n}], ["compress_all", {"multiplier": 1}],
-            ["res_x", {"num_layers": n}], ["compress_all", {"multiplier": 2}], ["res_x", {"num_layers": n}],
-        ],
-    }
+    """The LTX-2.3 `vae` config (`LTX23_VAE`) with `num_layers` per res block and small channel counts."""
+    from unityshots_jax.vae.video.config import LTX23_VAE
+
+    def shrink(blocks):
+        return [[name, {"num_layers": num_layers} if name == "res_x" else dict(params)] for name, params in blocks]
+
+    return {**LTX23_VAE, "latent_channels": latent_channels, "decoder_base_channels": base,
+            "encoder_blocks": shrink(LTX23_VAE["encoder_blocks"]), "decoder_blocks": shrink(LTX23_VAE["decoder_blocks"])}
 
 
 def other_layout() -> dict:
