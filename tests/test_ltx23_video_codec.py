@@ -1,5 +1,5 @@
 """The `ltx23` video codec (frames in [0, 1] ↔ latents) over our video VAE: equal to ltx-core's decode / encode
-(and tiled decode, and the upsampler) after the [0, 1] ↔ [−1, 1] mapping; its size refusals; and a width-sharded
+(and tiled decode, and the upsampler) after the [0, 1] ↔ [−1, 1] mapping; its size refusals; and a sharded
 decode / encode on 8 forced CPU devices equal to one device (in a subprocess: the device count is fixed when JAX
 starts)."""
 
@@ -74,6 +74,8 @@ def test_codec_tiled_decode_matches_ltx_core(vae_path):
 
 def test_codec_refuses_bad_sizes(vae_path):
     codec = LTX23VideoCodec.from_checkpoint(vae_path)
+    with pytest.raises(ValueError, match="split: 'depth'"):
+        LTX23VideoCodec.from_checkpoint(vae_path, mesh=_one_device_mesh(), mesh_axis="context", split="depth")
     with pytest.raises(VideoShapeError, match="frames: 12 is not 8k\\+1"):
         codec.encode(np.zeros((12, 64, 64, 3), np.float32))
     with pytest.raises(VideoShapeError, match="width: 80 px"):
@@ -82,14 +84,23 @@ def test_codec_refuses_bad_sizes(vae_path):
         codec.decode(np.zeros((2, 2, 2, 8), np.float32))
 
 
-def test_width_sharded_codec_equals_one_device(vae_path):
+def _one_device_mesh():
+    import jax
+    from jax.sharding import Mesh
+
+    return Mesh(np.asarray(jax.devices()[:1]), ("context",))
+
+
+def test_sharded_codec_equals_one_device(vae_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     r = subprocess.run([sys.executable, SCRIPT, vae_path], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     row = json.loads([line for line in r.stdout.splitlines() if line.startswith("{")][-1])
     assert row["devices"] == 8
-    assert row["decode_w8"]["shape"] == [1, 9, 64, 256, 3] and row["decode_w3"]["shape"] == [1, 9, 64, 96, 3]
+    assert row["decode_w8"]["shape"] == [1, 9, 64, 256, 3] and row["decode_h8"]["shape"] == [1, 9, 256, 96, 3]
     assert row["encode_w256"]["shape"] == [1, 2, 2, 8, 16]
-    for name in ("decode_w8", "decode_w3", "encode_w256"):
+    for name, axis in (("decode_w8", 3), ("decode_h8", 2), ("encode_w256", 3)):
         assert row[name]["rel"] <= 1e-5, row
-    assert row["decode_w8"]["spec"][3] == "context" and row["decode_w8"]["shards"] == 8, row
+        # the output really is split over the 8 devices along the chosen axis
+        assert row[name]["shards"] == 8 and row[name]["spec"][axis] == "context", row
+    assert "input width 3 does not divide by the 8 devices" in row["refused_w3"], row
