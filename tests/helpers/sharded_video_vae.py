@@ -1,4 +1,4 @@
-"""Decode and encode a tiny VAE on 8 fake CPU devices with the height or width split over a mesh axis, and on one device;
+"""Decode and encode a tiny VAE on 8 fake CPU devices, height or width split over a mesh axis, and on one device;
 print one JSON line with the relative differences and the output shardings.
 
 Run as a script with XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu, argv[1] = VAE file

@@ -11,7 +11,8 @@ def ltx23_tiny(latent_channels: int = 16, base: int = 8, num_layers: int = 1) ->
         return [[name, {"num_layers": num_layers} if name == "res_x" else dict(params)] for name, params in blocks]
 
     return {**LTX23_VAE, "latent_channels": latent_channels, "decoder_base_channels": base,
-            "encoder_blocks": shrink(LTX23_VAE["encoder_blocks"]), "decoder_blocks": shrink(LTX23_VAE["decoder_blocks"])}
+            "encoder_blocks": shrink(LTX23_VAE["encoder_blocks"]),
+            "decoder_blocks": shrink(LTX23_VAE["decoder_blocks"])}
 
 
 def other_layout() -> dict:
