@@ -103,8 +103,12 @@ class SafetensorsFile:
     def read(self, key: str) -> np.ndarray:
         """The tensor as a read-only memory-mapped array (no copy until used)."""
         dtype, shape, begin, _ = self._entries[key]
-        if not shape or 0 in shape:
+        if 0 in shape:
             return np.zeros(shape, dtype)
+        if not shape:  # a 0-d tensor (e.g. a scalar parameter): one item, np.memmap cannot map shape ()
+            with open(self.path, "rb") as f:
+                f.seek(self.data_start + begin)
+                return np.frombuffer(f.read(dtype.itemsize), dtype).reshape(())
         return np.memmap(self.path, dtype=dtype, mode="r", offset=self.data_start + begin, shape=shape)
 
 
