@@ -12,9 +12,8 @@ from helpers.audio import AudioFiles, AudioSpec
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError
 from unityshots_jax.parity_criterion import assert_parity
 from unityshots_jax.vae.audio.config import AudioConfigError, audio_vae_config
-from unityshots_jax.vae.audio.decoder import decode_latent
-from unityshots_jax.vae.audio.encoder import encode_waveform
 from unityshots_jax.vae.audio.loading import load_audio_vae
+from unityshots_jax.vae.audio.pipeline import decode_latent, encode_waveform
 
 RECIPE = AudioSpec(vocoder="none")  # ch 32, z 2, ch_mult [1, 2, 4], 1 res block, mel 64
 # not tuned on: two levels with channel change and 2 blocks (decoder pads 2F − 1 → 4F − 3 frames), four levels

@@ -51,7 +51,7 @@ class AudioReference:
         import torch
 
         with torch.no_grad():
-            out = [fn(models, *[torch.from_numpy(np.asarray(a, dtype)) for a in arrays])
+            out = [fn(models, *[torch.from_numpy(np.array(a, dtype)) for a in arrays])
                    for models, dtype in ((self.m32, np.float32), (self.m64, np.float64))]
         return tuple(o.double().numpy() for o in out)
 

@@ -108,7 +108,8 @@ def _init(module: torch.nn.Module, generator: torch.Generator) -> None:
             continue
         elif name.endswith(".weight"):
             fan_in = t.numel() // (t.shape[1] if ".ups." in name else t.shape[0])
-            t.copy_(noise / math.sqrt(fan_in))
+            gain = 0.1 if name.endswith("conv_post.weight") else 1.0  # keep waveforms mostly inside the clamp
+            t.copy_(gain * noise / math.sqrt(fan_in))
         elif name.endswith(".bias"):
             t.copy_(0.05 * noise)
         else:

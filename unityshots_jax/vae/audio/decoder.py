@@ -49,8 +49,3 @@ class AudioDecoder(nnx.Module):
         h = self.conv_out(jax.nn.silu(pixel_norm(h)))
         return fit_output(h, self.cfg.decoded_frames(frames), self.cfg.mel_bins, self.cfg.out_ch)
 
-
-@nnx.jit
-def decode_latent(decoder: AudioDecoder, latent: jnp.ndarray) -> jnp.ndarray:
-    """latent `[B, F, mel', z]` → log-mel `[B, max(4F − 3, 1), mel_bins, out_ch]` (jitted per shape)."""
-    return decoder(latent)

@@ -53,15 +53,3 @@ class AudioEncoder(nnx.Module):
         tokens = self.per_channel_statistics.normalize(patchify(means))
         return unpatchify(tokens, means.shape[-1])
 
-
-def encode_waveform(encoder: AudioEncoder, wave, sample_rate: int) -> jnp.ndarray:
-    """A clip `[N, channels]` at `sample_rate` → normalised latent `[1, F, mel', z]` (ltx-core's `encode_audio`)."""
-    from unityshots_jax.vae.audio.mel import waveform_to_mel
-
-    mel = waveform_to_mel(wave, sample_rate, encoder.cfg)  # [channels, T, mel_bins]
-    return _encode(encoder, jnp.transpose(mel, (1, 2, 0))[None])
-
-
-@nnx.jit
-def _encode(encoder: AudioEncoder, mel: jnp.ndarray) -> jnp.ndarray:
-    return encoder(mel)
