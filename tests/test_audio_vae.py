@@ -8,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers.audio import AudioFiles, AudioSpec
+from helpers.audio import AudioSpec, audio_reference
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError
 from unityshots_jax.parity_criterion import assert_parity
 from unityshots_jax.vae.audio.config import AudioConfigError, audio_vae_config
-from unityshots_jax.vae.audio.loading import load_audio_vae
+from unityshots_jax.vae.audio.loading import load_audio_vae, load_vocoder
 from unityshots_jax.vae.audio.pipeline import decode_latent, encode_waveform
 
-RECIPE = AudioSpec(vocoder="none")  # ch 32, z 2, ch_mult [1, 2, 4], 1 res block, mel 64
+RECIPE = AudioSpec()  # ch 32, z 2, ch_mult [1, 2, 4], 1 res block, mel 64 (with the vocoder: shared file)
 # not tuned on: two levels with channel change and 2 blocks (decoder pads 2F − 1 → 4F − 3 frames), four levels
 # with a repeated multiplier (decoder crops 8F − 7 → 4F − 3), other mel bin counts
 SPECS = [
@@ -25,19 +25,14 @@ SPECS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    return AudioFiles(str(tmp_path_factory.mktemp("audio_vae")))
-
-
 def _nchw(x) -> np.ndarray:
     return np.asarray(x).transpose(0, 3, 1, 2)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"ch{s.ch}-mult{len(s.ch_mult)}-mel{s.mel_bins}")
 @pytest.mark.parametrize("frames", [21, 18])
-def test_encoder_matches_reference(files, spec, frames):
-    ref = files.get(spec)
+def test_encoder_matches_reference(spec, frames):
+    ref = audio_reference(spec)
     cfg, ours = load_audio_vae(ref.path, parts=("encoder",))
     mel = np.random.default_rng(frames).standard_normal((1, 2, frames, spec.mel_bins)).astype(np.float32)
     out = _nchw(ours["encoder"](jnp.asarray(mel.transpose(0, 2, 3, 1))))
@@ -48,8 +43,8 @@ def test_encoder_matches_reference(files, spec, frames):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"ch{s.ch}-mult{len(s.ch_mult)}-mel{s.mel_bins}")
 @pytest.mark.parametrize("latent_frames", [6, 1])
-def test_decoder_matches_reference(files, spec, latent_frames):
-    ref = files.get(spec)
+def test_decoder_matches_reference(spec, latent_frames):
+    ref = audio_reference(spec)
     cfg, ours = load_audio_vae(ref.path, parts=("decoder",))
     shape = (1, spec.z_channels, latent_frames, cfg.latent_mel_bins)
     latent = np.random.default_rng(latent_frames).standard_normal(shape).astype(np.float32)
@@ -60,7 +55,7 @@ def test_decoder_matches_reference(files, spec, latent_frames):
 
 
 @pytest.mark.parametrize("spec,rate,samples", [(SPECS[0], 44100, 9001), (SPECS[2], 48000, 6000)])
-def test_waveform_encode_matches_encode_audio(files, spec, rate, samples):
+def test_waveform_encode_matches_encode_audio(spec, rate, samples):
     """ltx-core's `encode_audio` (resample, mel, encoder) from a clip at another rate."""
     import torch
     from ltx_core.model.audio_vae import encode_audio
@@ -68,7 +63,7 @@ def test_waveform_encode_matches_encode_audio(files, spec, rate, samples):
 
     from unityshots_jax.reference.tiny_audio import audio_processor
 
-    ref = files.get(spec)
+    ref = audio_reference(spec)
     _, ours = load_audio_vae(ref.path, parts=("encoder",))
     wave = (0.2 * np.random.default_rng(samples).standard_normal((samples, 2))).astype(np.float32)
     out = _nchw(encode_waveform(ours["encoder"], wave, rate))
@@ -82,12 +77,12 @@ def test_waveform_encode_matches_encode_audio(files, spec, rate, samples):
     assert_parity("encode_audio", out, ref32, ref64)
 
 
-def test_loads_from_a_converted_directory(files, checkpoint, tmp_path):
+def test_loads_from_a_converted_directory(checkpoint, tmp_path):
     """A full file (tiny transformer + audio VAE) through `convert`: the audio tensors come from extras."""
     from helpers.checkpoints import read_all, rewrite
     from unityshots_jax.checkpoint.ltx_convert import convert
 
-    ref = files.get(RECIPE)
+    ref = audio_reference(RECIPE)
     audio_tensors, audio_meta, _ = read_all(ref.path)
     _, meta, _ = read_all(checkpoint())
     config = {**json.loads(meta["config"]), **json.loads(audio_meta["config"])}
@@ -98,12 +93,15 @@ def test_loads_from_a_converted_directory(files, checkpoint, tmp_path):
     _, from_file = load_audio_vae(ref.path)
     latent = jnp.asarray(np.random.default_rng(0).standard_normal((1, 3, 16, 2)), jnp.float32)
     np.testing.assert_array_equal(np.asarray(from_dir["decoder"](latent)), np.asarray(from_file["decoder"](latent)))
+    _, vocoder = load_vocoder(str(tmp_path / "converted"))
+    np.testing.assert_array_equal(np.asarray(vocoder.mel_stft.mel_basis[...]),
+                                  np.asarray(load_vocoder(ref.path)[1].mel_stft.mel_basis[...]))
 
 
-def test_missing_and_misshaped_tensors_are_named(files, tmp_path):
+def test_missing_and_misshaped_tensors_are_named(tmp_path):
     from helpers.checkpoints import read_all, rewrite
 
-    ref = files.get(RECIPE)
+    ref = audio_reference(RECIPE)
     key = "audio_vae.decoder.up.1.block.0.conv2.conv.weight"
     missing = rewrite(ref.path, str(tmp_path / "missing.safetensors"), drop=(key,))
     with pytest.raises(CheckpointError, match=key.replace(".", r"\.") + ".*missing"):

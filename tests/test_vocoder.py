@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers.audio import AudioFiles, AudioSpec
+from helpers.audio import AudioSpec, audio_reference
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError
 from unityshots_jax.parity_criterion import assert_parity
 from unityshots_jax.vae.audio.config import AudioConfigError, VocoderWithBWEConfig, vocoder_config
@@ -20,11 +20,6 @@ from unityshots_jax.vae.audio.pipeline import decode_waveform, vocode
 RECIPE = AudioSpec()  # vocoder 64 channels, BWE 32, real rates and kernels
 OTHER = AudioSpec(ch=48, z_channels=3, ch_mult=(1, 2, 2), vocoder_channels=128, bwe_channels=64, seed=3)
 HIFIGAN = AudioSpec(vocoder="hifigan", vocoder_channels=32, seed=4)
-
-
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    return AudioFiles(str(tmp_path_factory.mktemp("vocoder")))
 
 
 def _mel(frames: int, seed: int) -> np.ndarray:
@@ -37,8 +32,8 @@ def _ours(x: np.ndarray) -> jnp.ndarray:
 
 
 @pytest.mark.parametrize("spec,frames", [(RECIPE, 5), (OTHER, 3)], ids=["recipe", "wide-odd"])
-def test_bigvgan_vocoder_matches_reference(files, spec, frames):
-    ref = files.get(spec)
+def test_bigvgan_vocoder_matches_reference(spec, frames):
+    ref = audio_reference(spec)
     _, voc = load_vocoder(ref.path)
     mel = _mel(frames, frames)
     out = np.asarray(vocode(voc.vocoder, _ours(mel))).transpose(0, 2, 1)
@@ -49,8 +44,8 @@ def test_bigvgan_vocoder_matches_reference(files, spec, frames):
 
 
 @pytest.mark.parametrize("spec,frames", [(RECIPE, 5), (OTHER, 9)], ids=["recipe", "wide-odd"])
-def test_vocoder_with_bwe_matches_reference(files, spec, frames):
-    ref = files.get(spec)
+def test_vocoder_with_bwe_matches_reference(spec, frames):
+    ref = audio_reference(spec)
     cfg, voc = load_vocoder(ref.path)
     assert isinstance(cfg, VocoderWithBWEConfig) and cfg.output_sampling_rate == 48000
     mel = _mel(frames, 10 + frames)
@@ -61,10 +56,10 @@ def test_vocoder_with_bwe_matches_reference(files, spec, frames):
 
 
 @pytest.mark.parametrize("spec,latent_frames", [(RECIPE, 2), (OTHER, 3)], ids=["recipe", "wide-odd"])
-def test_decode_audio_latent_to_48k_matches_reference(files, spec, latent_frames):
+def test_decode_audio_latent_to_48k_matches_reference(spec, latent_frames):
     from ltx_core.model.audio_vae import decode_audio
 
-    ref = files.get(spec)
+    ref = audio_reference(spec)
     vae_cfg, vae = load_audio_vae(ref.path, parts=("decoder",))
     _, voc = load_vocoder(ref.path)
     shape = (1, spec.z_channels, latent_frames, vae_cfg.latent_mel_bins)
@@ -76,8 +71,8 @@ def test_decode_audio_latent_to_48k_matches_reference(files, spec, latent_frames
 
 
 @pytest.mark.parametrize("frames", [4, 3])
-def test_hifigan_vocoder_matches_reference(files, frames):
-    ref = files.get(HIFIGAN)
+def test_hifigan_vocoder_matches_reference(frames):
+    ref = audio_reference(HIFIGAN)
     cfg, voc = load_vocoder(ref.path)
     assert not cfg.is_amp and cfg.output_sampling_rate == 16000
     mel = _mel(frames, 20 + frames)
@@ -92,10 +87,10 @@ def test_hifigan_vocoder_matches_reference(files, frames):
     "vocoder.bwe_generator.act_post.downsample.lowpass.filter",
     "vocoder.mel_stft.stft_fn.forward_basis",
 ])
-def test_missing_vocoder_tensor_is_named(files, tmp_path, key):
+def test_missing_vocoder_tensor_is_named(tmp_path, key):
     from helpers.checkpoints import rewrite
 
-    bad = rewrite(files.get(RECIPE).path, str(tmp_path / "bad.safetensors"), drop=(key,))
+    bad = rewrite(audio_reference(RECIPE).path, str(tmp_path / "bad.safetensors"), drop=(key,))
     with pytest.raises(CheckpointError, match=key.replace(".", r"\.") + ".*missing"):
         load_vocoder(bad)
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -56,22 +60,21 @@ class AudioReference:
         return tuple(o.double().numpy() for o in out)
 
 
-class AudioFiles:
-    """Makes each spec's file once (under `root`) with its reference modules."""
+_ROOT: list[str] = []
 
-    def __init__(self, root: str):
-        self.root = root
-        self._made: dict[AudioSpec, AudioReference] = {}
 
-    def get(self, spec: AudioSpec) -> AudioReference:
-        if spec not in self._made:
-            import torch
+@functools.lru_cache(maxsize=None)
+def audio_reference(spec: AudioSpec) -> AudioReference:
+    """The spec's tiny file (made once per test process, in a temporary folder removed at exit) and its
+    reference modules."""
+    import torch
 
-            from unityshots_jax.reference import tiny_audio
+    from unityshots_jax.reference import tiny_audio
 
-            path = os.path.join(self.root, f"audio{len(self._made)}.safetensors")
-            config = spec.config()
-            tiny_audio.save_official(tiny_audio.build_random_audio(config, spec.seed), config, path)
-            self._made[spec] = AudioReference(path, tiny_audio.load_official(path),
-                                              tiny_audio.load_official(path, torch.float64))
-        return self._made[spec]
+    if not _ROOT:
+        _ROOT.append(tempfile.mkdtemp(prefix="unityshots_audio_"))
+        atexit.register(shutil.rmtree, _ROOT[0], True)
+    path = os.path.join(_ROOT[0], f"audio{audio_reference.cache_info().currsize}.safetensors")
+    config = spec.config()
+    tiny_audio.save_official(tiny_audio.build_random_audio(config, spec.seed), config, path)
+    return AudioReference(path, tiny_audio.load_official(path), tiny_audio.load_official(path, torch.float64))

@@ -17,10 +17,13 @@ def encode_mel(encoder: AudioEncoder, mel: jnp.ndarray) -> jnp.ndarray:
     return encoder(mel)
 
 
-def encode_waveform(encoder: AudioEncoder, wave: np.ndarray, sample_rate: int) -> jnp.ndarray:
-    """A clip `[N, channels]` at `sample_rate` → normalised latent `[1, F, mel', z]` (ltx-core's `encode_audio`)."""
+def encode_waveform(encoder: AudioEncoder, wave: np.ndarray, sample_rate: int, *, dtype=jnp.float32) -> jnp.ndarray:
+    """A clip `[N, channels]` at `sample_rate` → normalised latent `[1, F, mel', z]` (ltx-core's `encode_audio`).
+
+    The mel front end runs in float32; its output is cast to `dtype` for the encoder (as ltx-core casts it to
+    the encoder's dtype)."""
     mel = waveform_to_mel(wave, sample_rate, encoder.cfg)  # [channels, T, mel_bins]
-    return encode_mel(encoder, jnp.transpose(mel, (1, 2, 0))[None])
+    return encode_mel(encoder, jnp.transpose(mel, (1, 2, 0))[None].astype(dtype))
 
 
 @nnx.jit
