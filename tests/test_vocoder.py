@@ -114,3 +114,30 @@ def test_19b_vocoder_needs_resblock_1():
     config["vocoder"]["resblock"] = "2"
     with pytest.raises(AudioConfigError, match=r"vocoder\.resblock"):
         vocoder_config(config)
+
+
+def test_full_size_layout_matches_ltx_core():
+    """Every key and shape of the released 2.3 audio VAE and vocoder (Appendix A.5, A.6, A.8), built abstractly."""
+    from flax import nnx
+
+    from unityshots_jax.reference.tiny_audio import full_size_keys, ltx23_audio_config
+    from unityshots_jax.vae.audio.bwe import VocoderWithBWE
+    from unityshots_jax.vae.audio.config import audio_vae_config
+    from unityshots_jax.vae.audio.decoder import AudioDecoder
+    from unityshots_jax.vae.audio.encoder import AudioEncoder
+    from unityshots_jax.vae.audio.loading import UNUSED_OK, expected_tensors, vae_key, vocoder_key
+
+    config = ltx23_audio_config()
+    theirs = full_size_keys(config)
+    vae_cfg, voc_cfg = audio_vae_config(config), vocoder_config(config)
+    with nnx.use_eager_sharding(False):
+        ours = {
+            "encoder": expected_tensors(nnx.eval_shape(lambda: AudioEncoder(vae_cfg)), vae_key("encoder")),
+            "decoder": expected_tensors(nnx.eval_shape(lambda: AudioDecoder(vae_cfg)), vae_key("decoder")),
+            "vocoder": expected_tensors(nnx.eval_shape(lambda: VocoderWithBWE(voc_cfg)), vocoder_key),
+        }
+    for key in UNUSED_OK:
+        theirs["vocoder"].pop(key)
+    assert {k: len(v) for k, v in theirs.items()} == {"encoder": 46, "decoder": 58, "vocoder": 1226}
+    assert ours == theirs
+    assert vae_cfg.latent_channels == 128

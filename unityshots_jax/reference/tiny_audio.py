@@ -200,3 +200,27 @@ def audio_processor(encoder: torch.nn.Module) -> AudioProcessor:
     """ltx-core's `AudioProcessor` for `encoder` (what `encode_audio` builds when given none)."""
     return AudioProcessor(target_sample_rate=encoder.sample_rate, mel_bins=encoder.mel_bins,
                           mel_hop_length=encoder.mel_hop_length, n_fft=encoder.n_fft)
+
+
+def ltx23_audio_config() -> dict:
+    """The released LTX-2.3 checkpoint's `audio_vae` and `vocoder` config entries (full size)."""
+    vocoder = tiny_vocoder_bwe(vocoder_channels=1536, bwe_channels=512)
+    return {"audio_vae": tiny_audio_vae(ch=128, z_channels=8, num_res_blocks=2), "vocoder": vocoder}
+
+
+def full_size_keys(config: dict) -> dict[str, dict[str, tuple[int, ...]]]:
+    """{"encoder" | "decoder" | "vocoder": {file key: shape}} of ltx-core's modules for `config`, built on meta."""
+    with torch.device("meta"):
+        modules = {"encoder": AudioEncoderConfigurator.from_config(config),
+                   "decoder": AudioDecoderConfigurator.from_config(config),
+                   "vocoder": VocoderConfigurator.from_config(config)}
+    out = {}
+    for name, module in modules.items():
+        keys = {}
+        for key, value in module.state_dict().items():
+            if name == "vocoder":
+                keys["vocoder." + key] = tuple(value.shape)
+            else:
+                keys[("audio_vae." if key.startswith(_STATS) else f"audio_vae.{name}.") + key] = tuple(value.shape)
+        out[name] = keys
+    return out

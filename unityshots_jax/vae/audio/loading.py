@@ -76,6 +76,17 @@ def _variables(module: nnx.Module):
             yield tuple(str(p) for p in path), node
 
 
+def checkpoint_shape(var: nnx.Variable) -> tuple[int, ...]:
+    """The checkpoint shape of a variable (its shape, un-permuted by its `torch_perm`)."""
+    perm = var.get_metadata().get("torch_perm")
+    return tuple(var.shape) if perm is None else tuple(var.shape[perm.index(i)] for i in range(len(perm)))
+
+
+def expected_tensors(module: nnx.Module, key_of: Callable[[tuple[str, ...]], str]) -> dict[str, tuple[int, ...]]:
+    """{checkpoint key: checkpoint shape} of every Param / Buffer of `module` (works on an abstract module)."""
+    return {key_of(path): checkpoint_shape(var) for path, var in _variables(module)}
+
+
 def fill_module(module: M, source: WeightSource, key_of: Callable[[tuple[str, ...]], str],
                 owned: Iterable[str], *, dtype=jnp.float32, what: str) -> M:
     """Fill every Param / Buffer of `module` from `source.file[key_of(path)]` (permuted by its `torch_perm`).
@@ -85,9 +96,7 @@ def fill_module(module: M, source: WeightSource, key_of: Callable[[tuple[str, ..
     file, used = source.file, set()
     available = set(file.keys())
     for path, var in _variables(module):
-        key = key_of(path)
-        perm = var.get_metadata().get("torch_perm")
-        want = tuple(var.shape) if perm is None else tuple(var.shape[perm.index(i)] for i in range(len(perm)))
+        key, want = key_of(path), checkpoint_shape(var)
         if key not in available:
             raise CheckpointError(f"{source.path}: {what}: tensor {key!r} is missing (expected shape {list(want)})")
         shape = tuple(file.info(key)[1])
@@ -95,6 +104,7 @@ def fill_module(module: M, source: WeightSource, key_of: Callable[[tuple[str, ..
             raise CheckpointError(f"{source.path}: {what}: tensor {key!r} has shape {list(shape)}, the config needs "
                                   f"{list(want)}")
         array = np.asarray(file.read(key), np.float32)
+        perm = var.get_metadata().get("torch_perm")
         var.set_value(jnp.asarray(array if perm is None else np.transpose(array, perm), dtype))
         used.add(key)
     owned = tuple(owned)
@@ -110,13 +120,17 @@ def _build(factory: Callable[[], M]) -> M:
         return factory()
 
 
-def _vae_key(part: str) -> Callable[[tuple[str, ...]], str]:
+def vae_key(part: str) -> Callable[[tuple[str, ...]], str]:
     def key(path: tuple[str, ...]) -> str:
         if path[0] == "per_channel_statistics":
             return STATS_PREFIX + path[1].replace("_of_", "-of-")
         return f"audio_vae.{part}." + ".".join(path)
 
     return key
+
+
+def vocoder_key(path: tuple[str, ...]) -> str:
+    return "vocoder." + ".".join(path)
 
 
 def load_audio_vae(path: str | WeightSource, *, dtype=jnp.float32,
@@ -128,7 +142,7 @@ def load_audio_vae(path: str | WeightSource, *, dtype=jnp.float32,
     out = {}
     for part in parts:
         module = _build(lambda cls=classes[part]: cls(cfg))
-        out[part] = fill_module(module, source, _vae_key(part), (f"audio_vae.{part}.",), dtype=dtype,
+        out[part] = fill_module(module, source, vae_key(part), (f"audio_vae.{part}.",), dtype=dtype,
                                 what=f"audio VAE {part}")
     return cfg, out
 
@@ -141,6 +155,5 @@ def load_vocoder(path: str | WeightSource, *, dtype=jnp.float32):
     source = path if isinstance(path, WeightSource) else open_weights(path)
     cfg: VocoderConfig | VocoderWithBWEConfig = vocoder_config(source.config)
     module = _build(lambda: VocoderWithBWE(cfg) if isinstance(cfg, VocoderWithBWEConfig) else Vocoder(cfg))
-    module = fill_module(module, source, lambda p: "vocoder." + ".".join(p), ("vocoder.",), dtype=dtype,
-                         what="vocoder")
+    module = fill_module(module, source, vocoder_key, ("vocoder.",), dtype=dtype, what="vocoder")
     return cfg, module
