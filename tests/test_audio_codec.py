@@ -90,3 +90,17 @@ def test_bf16_within_the_reference_bf16_gap(ref):
     print(assert_parity("bf16 audio decoder", ours_mel, mel16.numpy(), mel64))
     print(assert_parity("bf16 decoder + fp32 vocoder, 48 kHz", ours.decode(_tokens(latent)), wave16.T, wave64.T))
     print(assert_parity("bf16 encode", ours.encode(wave), _tokens(enc16), _tokens(enc64)))
+
+
+def test_verify_audio_passes_on_the_file_and_catches_a_changed_tensor(ref, tmp_path):
+    from helpers.checkpoints import read_all, rewrite
+    from unityshots_jax.reference.verify_audio import verify_audio
+
+    rows = verify_audio(ref.path)
+    assert [r.name for r in rows] == ["mel front end", "audio encoder", "audio decoder", "vocoder"]
+    assert all(r.ok for r in rows), "\n".join(map(str, rows))
+    tensors, _, _ = read_all(ref.path)
+    key = "audio_vae.decoder.conv_out.conv.bias"
+    changed = rewrite(ref.path, str(tmp_path / "changed.safetensors"), replace={key: tensors[key] + 0.01})
+    rows = {r.name: r.ok for r in verify_audio(ref.path, changed)}
+    assert rows == {"mel front end": True, "audio encoder": True, "audio decoder": False, "vocoder": True}
