@@ -37,6 +37,7 @@ def test_codec_protocol_and_shapes(codec):
     for samples in (4800, 7777):
         wave = (0.2 * np.random.default_rng(samples).standard_normal((samples, 2))).astype(np.float32)
         assert codec.encode(wave).shape == codec.latent_shape(samples)
+    np.testing.assert_array_equal(codec.encode(wave[:, 0]), codec.encode(wave[:, :1].repeat(2, 1)))
     assert codec.decode(np.zeros((2, 32), np.float32)).shape == (5 * 480, 2)
     with pytest.raises(AudioInputError, match="audio latents"):
         codec.decode(np.zeros((2, 31), np.float32))

@@ -117,6 +117,13 @@ def test_missing_and_misshaped_tensors_are_named(tmp_path):
         load_audio_vae(extra)
 
 
+def test_a_checkpoint_without_audio_entries_is_refused(checkpoint):
+    with pytest.raises(AudioConfigError, match="no 'audio_vae' entry"):
+        load_audio_vae(checkpoint())
+    with pytest.raises(AudioConfigError, match="no 'vocoder' entry"):
+        load_vocoder(checkpoint())
+
+
 @pytest.mark.parametrize("change,key", [
     ({"norm_type": "group"}, "norm_type"),
     ({"causality_axis": "width"}, "causality_axis"),

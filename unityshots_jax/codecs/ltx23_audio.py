@@ -65,7 +65,10 @@ class LTX23AudioCodec:
         return self.latent_frames(samples, self.sample_rate), self.latent_channels
 
     def encode_at(self, wave: np.ndarray, sample_rate: int) -> np.ndarray:
-        """wave `[N, 1 or 2]` at `sample_rate` → latent tokens `[Fa, Ca]` float32."""
+        """wave `[N, 1 or 2]` (or mono `[N]`) at `sample_rate` → latent tokens `[Fa, Ca]` float32."""
+        wave = np.asarray(wave)
+        if wave.ndim == 1:
+            wave = wave[:, None]
         latent = encode_waveform(self.encoder, wave, sample_rate, dtype=self.dtype)  # [1, F, mel', z]
         return np.asarray(patchify(latent)[0], np.float32)
 

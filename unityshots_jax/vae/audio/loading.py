@@ -21,6 +21,7 @@ from flax import nnx
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
 from unityshots_jax.vae.audio.config import (
+    AudioConfigError,
     AudioVAEConfig,
     VocoderConfig,
     VocoderWithBWEConfig,
@@ -129,6 +130,11 @@ def vae_key(part: str) -> Callable[[tuple[str, ...]], str]:
     return key
 
 
+def _require_entry(source: WeightSource, entry: str) -> None:
+    if entry not in source.config:
+        raise AudioConfigError(f"{source.path}: the checkpoint config has no {entry!r} entry (no audio weights?)")
+
+
 def vocoder_key(path: tuple[str, ...]) -> str:
     return "vocoder." + ".".join(path)
 
@@ -137,6 +143,7 @@ def load_audio_vae(path: str | WeightSource, *, dtype=jnp.float32,
                    parts: tuple[str, ...] = ("encoder", "decoder")) -> tuple[AudioVAEConfig, dict[str, nnx.Module]]:
     """(config, {"encoder": AudioEncoder, "decoder": AudioDecoder}) from a checkpoint file or converted directory."""
     source = path if isinstance(path, WeightSource) else open_weights(path)
+    _require_entry(source, "audio_vae")
     cfg = audio_vae_config(source.config)
     classes = {"encoder": AudioEncoder, "decoder": AudioDecoder}
     out = {}
@@ -153,6 +160,7 @@ def load_vocoder(path: str | WeightSource, *, dtype=jnp.float32):
     from unityshots_jax.vae.audio.vocoder import Vocoder
 
     source = path if isinstance(path, WeightSource) else open_weights(path)
+    _require_entry(source, "vocoder")
     cfg: VocoderConfig | VocoderWithBWEConfig = vocoder_config(source.config)
     module = _build(lambda: VocoderWithBWE(cfg) if isinstance(cfg, VocoderWithBWEConfig) else Vocoder(cfg))
     module = fill_module(module, source, vocoder_key, ("vocoder.",), dtype=dtype, what="vocoder")
