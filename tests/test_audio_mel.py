@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from unityshots_jax.parity_criterion import assert_parity
+from unityshots_jax.reference.torchaudio_compat import install as install_torchaudio_hook
 from unityshots_jax.vae.audio.config import AudioVAEConfig
 from unityshots_jax.vae.audio.mel import AudioInputError, check_voice_clip, min_samples, waveform_to_mel
+
+install_torchaudio_hook()  # before `ltx_core.model.audio_vae` is imported (it imports torchaudio)
 
 # (config, sample rate, samples, channels): the recipe front end, then shapes and rates the port was not tuned on
 CASES = [

@@ -57,7 +57,6 @@ def test_decoder_matches_reference(spec, latent_frames):
 @pytest.mark.parametrize("spec,rate,samples", [(SPECS[0], 44100, 9001), (SPECS[2], 48000, 6000)])
 def test_waveform_encode_matches_encode_audio(spec, rate, samples):
     """ltx-core's `encode_audio` (resample, mel, encoder) from a clip at another rate."""
-    import torch
     from ltx_core.model.audio_vae import encode_audio
     from ltx_core.types import Audio
 

@@ -11,6 +11,10 @@ import tempfile
 
 import numpy as np
 
+from unityshots_jax.reference.torchaudio_compat import install as _install_torchaudio_hook
+
+_install_torchaudio_hook()  # before any test imports ltx_core.model.audio_vae (which imports torchaudio)
+
 
 @dataclasses.dataclass(frozen=True)
 class AudioSpec:

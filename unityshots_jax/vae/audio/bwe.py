@@ -12,13 +12,12 @@ from __future__ import annotations
 import functools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from unityshots_jax.vae.audio.config import VocoderWithBWEConfig
-from unityshots_jax.vae.audio.layers import Buffer
+from unityshots_jax.vae.audio.layers import PRECISION, Buffer
 from unityshots_jax.vae.audio.vocoder import Vocoder, upsample_filtered
 
 LOG_FLOOR = 1e-5
@@ -59,10 +58,10 @@ class MelSTFT(nnx.Module):
         x = jnp.pad(jnp.swapaxes(wave, 1, 2), ((0, 0), (0, 0), (max(0, n_fft - self.hop), 0)))
         frames = (x.shape[-1] - n_fft) // self.hop + 1
         idx = np.arange(frames)[:, None] * self.hop + np.arange(n_fft)[None, :]
-        spec = jnp.matmul(x[:, :, idx], basis.T, precision=jax.lax.Precision.HIGHEST)  # [B, C, T, 2F]
+        spec = jnp.matmul(x[:, :, idx], basis.T, precision=PRECISION)  # [B, C, T, 2F]
         half = spec.shape[-1] // 2
         mag = jnp.sqrt(jnp.square(spec[..., :half]) + jnp.square(spec[..., half:]))
-        mel = jnp.matmul(mag, self.mel_basis[...].astype(wave.dtype).T, precision=jax.lax.Precision.HIGHEST)
+        mel = jnp.matmul(mag, self.mel_basis[...].astype(wave.dtype).T, precision=PRECISION)
         return jnp.transpose(jnp.log(jnp.maximum(mel, LOG_FLOOR)), (0, 2, 3, 1))
 
 

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 PIXEL_NORM_EPS = 1e-6
+# Full-precision float32 convolutions on every backend (no TF32 / bf16 passes): parity is machine-independent.
+PRECISION = jax.lax.Precision.HIGHEST
 _CONV2D_PERM = (2, 3, 1, 0)
 
 
@@ -32,7 +34,7 @@ class Conv2d(nnx.Module):
         """x `[B, T, F, Cin]` → `[B, T', F', Cout]`; padding ((time front, back), (mel front, back)) of zeros."""
         w = self.weight[...].astype(x.dtype)
         y = jax.lax.conv_general_dilated(x, w, (self.stride, self.stride), padding,
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=PRECISION)
         return y + self.bias[...].astype(x.dtype)
 
 

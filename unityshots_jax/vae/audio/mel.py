@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from unityshots_jax.vae.audio.config import AudioVAEConfig
+from unityshots_jax.vae.audio.layers import PRECISION
 
 LOG_FLOOR = 1e-5
-_HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class AudioInputError(ValueError):
@@ -58,7 +58,7 @@ def resample(wave: jnp.ndarray, orig: int, new: int) -> jnp.ndarray:
     length = wave.shape[-1]
     x = jnp.pad(wave, ((0, 0), (width, width + o)))[:, :, None]
     w = jnp.asarray(kernel.T[:, None, :], wave.dtype)  # [taps, 1, new']
-    y = jax.lax.conv_general_dilated(x, w, (o,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"), precision=_HIGHEST)
+    y = jax.lax.conv_general_dilated(x, w, (o,), "VALID", dimension_numbers=("NWC", "WIO", "NWC"), precision=PRECISION)
     y = y.reshape(wave.shape[0], -1)
     return y[:, : math.ceil(n * length / o)]
 
@@ -109,7 +109,7 @@ def log_mel(wave: jnp.ndarray, cfg: AudioVAEConfig) -> jnp.ndarray:
     """wave `[channels, N]` at `cfg.sample_rate` → log-mel `[channels, 1 + N // hop, mel_bins]`."""
     mag = stft_magnitude(wave, cfg.n_fft, cfg.mel_hop_length)
     fb = slaney_filterbank(cfg.n_fft // 2 + 1, 0.0, cfg.sample_rate / 2.0, cfg.mel_bins, cfg.sample_rate)
-    mel = jnp.matmul(mag, jnp.asarray(fb, wave.dtype), precision=_HIGHEST)
+    mel = jnp.matmul(mag, jnp.asarray(fb, wave.dtype), precision=PRECISION)
     return jnp.log(jnp.maximum(mel, LOG_FLOOR))
 
 

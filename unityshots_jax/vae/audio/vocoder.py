@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from unityshots_jax.vae.audio.config import VocoderConfig
-from unityshots_jax.vae.audio.layers import Buffer
+from unityshots_jax.vae.audio.layers import PRECISION, Buffer
 
 LRELU_SLOPE = 0.1
 INPUT_CHANNELS = 128  # 2 stereo channels × 64 mel bins, fixed in every released vocoder
@@ -36,7 +36,8 @@ class Conv1d(nnx.Module):
         """x `[B, T, Cin]` → `[B, T, Cout]`."""
         total = self.dilation * (self.weight.shape[0] - 1)
         y = jax.lax.conv_general_dilated(x, self.weight[...].astype(x.dtype), (1,), [(self.pad, total - self.pad)],
-                                         rhs_dilation=(self.dilation,), dimension_numbers=("NWC", "WIO", "NWC"))
+                                         rhs_dilation=(self.dilation,), dimension_numbers=("NWC", "WIO", "NWC"),
+                                         precision=PRECISION)
         return y if self.bias is None else y + self.bias[...].astype(x.dtype)
 
 
@@ -56,7 +57,7 @@ class ConvTranspose1d(nnx.Module):
         edge = k - 1 - self.padding
         w = jnp.flip(self.weight[...].astype(x.dtype), 0)
         y = jax.lax.conv_general_dilated(x, w, (1,), [(edge, edge)], lhs_dilation=(self.stride,),
-                                         dimension_numbers=("NWC", "WIO", "NWC"))
+                                         dimension_numbers=("NWC", "WIO", "NWC"), precision=PRECISION)
         return y + self.bias[...].astype(x.dtype)
 
 
@@ -66,7 +67,8 @@ def _depthwise(x: jnp.ndarray, taps: jnp.ndarray, *, stride: int = 1, dilate: in
     c = x.shape[-1]
     kernel = jnp.broadcast_to(taps[:, None, None], (taps.shape[0], 1, c)).astype(x.dtype)
     return jax.lax.conv_general_dilated(x, kernel, (stride,), [padding], lhs_dilation=(dilate,),
-                                        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=c)
+                                        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=c,
+                                        precision=PRECISION)
 
 
 def upsample_filtered(x: jnp.ndarray, taps: jnp.ndarray, ratio: int, pad: int, crop_left: int) -> jnp.ndarray:
