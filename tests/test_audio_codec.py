@@ -52,7 +52,8 @@ def test_codec_encode_and_decode_match_reference(ref, codec):
     wave = (0.2 * np.random.default_rng(1).standard_normal((9600, 2))).astype(np.float32)
 
     def encode(m, x):
-        return encode_audio(Audio(x.T[None].contiguous(), 48000), m["encoder"], audio_processor(m["encoder"]).to(x.dtype))
+        processor = audio_processor(m["encoder"]).to(x.dtype)
+        return encode_audio(Audio(x.T[None].contiguous(), 48000), m["encoder"], processor)
 
     ref32, ref64 = ref.both(encode, wave)
     assert_parity("codec encode", codec.encode(wave), _tokens(ref32), _tokens(ref64))

@@ -116,6 +116,23 @@ def test_missing_and_misshaped_tensors_are_named(tmp_path):
         load_audio_vae(extra)
 
 
+def test_statistics_under_the_component_prefix_are_accepted(tmp_path):
+    """ltx-core's filters map `audio_vae.<part>.per_channel_statistics.*` to the same buffers as the shared key."""
+    from helpers.checkpoints import read_all, rewrite
+
+    ref = audio_reference(RECIPE)
+    tensors, _, _ = read_all(ref.path)
+    stats = {k: v for k, v in tensors.items() if k.startswith("audio_vae.per_channel_statistics.")}
+    moved = {k.replace("audio_vae.", f"audio_vae.{part}.", 1): v
+             for k, v in stats.items() for part in ("encoder", "decoder")}
+    path = rewrite(ref.path, str(tmp_path / "moved.safetensors"), drop=tuple(stats), add=moved)
+    _, theirs = load_audio_vae(path)
+    _, ours = load_audio_vae(ref.path)
+    for part in ("encoder", "decoder"):
+        np.testing.assert_array_equal(np.asarray(theirs[part].per_channel_statistics.std_of_means[...]),
+                                      np.asarray(ours[part].per_channel_statistics.std_of_means[...]))
+
+
 def test_a_checkpoint_without_audio_entries_is_refused(checkpoint):
     with pytest.raises(AudioConfigError, match="no 'audio_vae' entry"):
         load_audio_vae(checkpoint())

@@ -192,7 +192,8 @@ def _require(cfg: dict, key: str, expected: Any, where: str) -> None:
         raise AudioConfigError(f"{where}.{key}: {cfg.get(key)!r} is not supported (expected {expected!r})")
 
 
-def _generator(cfg: dict, where: str, *, apply_final_activation: bool, output_sampling_rate: int | None) -> VocoderConfig:
+def _generator(cfg: dict, where: str, *, apply_final_activation: bool,
+               output_sampling_rate: int | None) -> VocoderConfig:
     kernels = _ints(cfg.get("resblock_kernel_sizes", [3, 7, 11]), f"{where}.resblock_kernel_sizes")
     dilations = cfg.get("resblock_dilation_sizes", [[1, 3, 5], [1, 3, 5], [1, 3, 5]])
     if not isinstance(dilations, (list, tuple)):
@@ -201,7 +202,8 @@ def _generator(cfg: dict, where: str, *, apply_final_activation: bool, output_sa
     rates = _ints(cfg.get("upsample_rates", [6, 5, 2, 2, 2]), f"{where}.upsample_rates")
     up_kernels = _ints(cfg.get("upsample_kernel_sizes", [16, 15, 8, 4, 4]), f"{where}.upsample_kernel_sizes")
     if len(rates) != len(up_kernels):
-        raise AudioConfigError(f"{where}.upsample_kernel_sizes: {len(up_kernels)} entries for {len(rates)} upsample_rates")
+        raise AudioConfigError(
+            f"{where}.upsample_kernel_sizes: {len(up_kernels)} entries for {len(rates)} upsample_rates")
     if len(kernels) != len(dilations):
         raise AudioConfigError(f"{where}.resblock_dilation_sizes: {len(dilations)} entries for {len(kernels)} kernels")
     if any(len(d) != 3 for d in dilations):
@@ -242,7 +244,8 @@ def vocoder_config(config: dict) -> VocoderConfig | VocoderWithBWEConfig:
     rate_in = _int(bwe["input_sampling_rate"], "vocoder.bwe.input_sampling_rate")
     rate_out = _int(bwe["output_sampling_rate"], "vocoder.bwe.output_sampling_rate")
     if rate_in <= 0 or rate_out < rate_in:
-        raise AudioConfigError(f"vocoder.bwe.output_sampling_rate: {rate_out} must be at least the input rate {rate_in}")
+        raise AudioConfigError(
+            f"vocoder.bwe.output_sampling_rate: {rate_out} must be at least the input rate {rate_in}")
     out = VocoderWithBWEConfig(
         vocoder=_generator(main, "vocoder.vocoder", apply_final_activation=True, output_sampling_rate=rate_in),
         bwe_generator=_generator(bwe, "vocoder.bwe", apply_final_activation=False, output_sampling_rate=rate_out),

@@ -44,7 +44,8 @@ class AudioEncoder(nnx.Module):
         self.conv_out = CausalConv2d(top, 2 * cfg.z_channels if cfg.double_z else cfg.z_channels, 3)
 
     def __call__(self, mel: jnp.ndarray) -> jnp.ndarray:
-        """mel `[B, T, mel_bins, in_channels]` → normalised latent `[B, T', mel', ⌈out/2⌉]` (out = conv_out width)."""
+        """mel `[B, T, mel_bins, in_channels]` → normalised latent `[B, T', mel', ⌈out/2⌉]`
+        (out = conv_out width)."""
         h = self.conv_in(mel)
         for stage in self.down:
             h = stage(h)

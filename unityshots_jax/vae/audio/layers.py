@@ -57,7 +57,7 @@ def pixel_norm(x: jnp.ndarray) -> jnp.ndarray:
 
 
 class ResnetBlock(nnx.Module):
-    """norm → SiLU → conv1 → norm → SiLU → conv2, plus a 1×1 `nin_shortcut` when the channel count changes."""
+    """norm → SiLU → conv1 → norm → SiLU → conv2, plus a 1×1 `nin_shortcut` when the channels change."""
 
     def __init__(self, channels_in: int, channels_out: int):
         self.conv1 = CausalConv2d(channels_in, channels_out, 3)

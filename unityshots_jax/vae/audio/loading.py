@@ -121,10 +121,16 @@ def _build(factory: Callable[[], M]) -> M:
         return factory()
 
 
-def vae_key(part: str) -> Callable[[tuple[str, ...]], str]:
+def vae_key(part: str, available: frozenset[str] = frozenset()) -> Callable[[tuple[str, ...]], str]:
+    """Key function of the encoder / decoder. The statistics are read from the shared
+    `audio_vae.per_channel_statistics.*` (the released layout), or from `audio_vae.<part>.per_channel_statistics.*`
+    when only that is in `available` (ltx-core's key filter maps both to the same buffers)."""
+
     def key(path: tuple[str, ...]) -> str:
         if path[0] == "per_channel_statistics":
-            return STATS_PREFIX + path[1].replace("_of_", "-of-")
+            name = path[1].replace("_of_", "-of-")
+            local = f"audio_vae.{part}.per_channel_statistics.{name}"
+            return local if local in available and STATS_PREFIX + name not in available else STATS_PREFIX + name
         return f"audio_vae.{part}." + ".".join(path)
 
     return key
@@ -149,7 +155,8 @@ def load_audio_vae(path: str | WeightSource, *, dtype=jnp.float32,
     out = {}
     for part in parts:
         module = _build(lambda cls=classes[part]: cls(cfg))
-        out[part] = fill_module(module, source, vae_key(part), (f"audio_vae.{part}.",), dtype=dtype,
+        key_of = vae_key(part, frozenset(source.file.keys()))
+        out[part] = fill_module(module, source, key_of, (f"audio_vae.{part}.",), dtype=dtype,
                                 what=f"audio VAE {part}")
     return cfg, out
 
