@@ -76,6 +76,16 @@ def test_waveform_encode_matches_encode_audio(spec, rate, samples):
     assert_parity("encode_audio", out, ref32, ref64)
 
 
+def test_bucketed_encode_equals_exact_length_encode():
+    """Padding the mel at the end to a bucket and cropping the latent changes nothing (the encoder is causal)."""
+    _, ours = load_audio_vae(audio_reference(SPECS[2]).path, parts=("encoder",))
+    wave = (0.2 * np.random.default_rng(5).standard_normal((5003, 2))).astype(np.float32)
+    exact = np.asarray(encode_waveform(ours["encoder"], wave, 16000))
+    bucketed = np.asarray(encode_waveform(ours["encoder"], wave, 16000, bucket=16))
+    assert bucketed.shape == exact.shape == (1, 4, 4, 4)
+    np.testing.assert_allclose(bucketed, exact, rtol=0, atol=1e-6 * np.max(np.abs(exact)))
+
+
 def test_loads_from_a_converted_directory(checkpoint, tmp_path):
     """A full file (tiny transformer + audio VAE) through `convert`: the audio tensors come from extras."""
     from helpers.checkpoints import read_all, rewrite

@@ -19,6 +19,7 @@ from unityshots_jax.vae.audio.mel import AudioInputError
 from unityshots_jax.vae.audio.pipeline import decode_latent, encode_waveform, vocode
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+ENCODE_BUCKET = 64  # mel frames (0.64 s): clip lengths share compiled encoders (exact: the encoder is causal)
 
 
 class LTX23AudioCodec:
@@ -69,7 +70,7 @@ class LTX23AudioCodec:
         wave = np.asarray(wave)
         if wave.ndim == 1:
             wave = wave[:, None]
-        latent = encode_waveform(self.encoder, wave, sample_rate, dtype=self.dtype)  # [1, F, mel', z]
+        latent = encode_waveform(self.encoder, wave, sample_rate, dtype=self.dtype, bucket=ENCODE_BUCKET)  # [1,F,m,z]
         return np.asarray(patchify(latent)[0], np.float32)
 
     def encode(self, wave: np.ndarray) -> np.ndarray:

@@ -17,13 +17,22 @@ def encode_mel(encoder: AudioEncoder, mel: jnp.ndarray) -> jnp.ndarray:
     return encoder(mel)
 
 
-def encode_waveform(encoder: AudioEncoder, wave: np.ndarray, sample_rate: int, *, dtype=jnp.float32) -> jnp.ndarray:
+def encode_waveform(encoder: AudioEncoder, wave: np.ndarray, sample_rate: int, *, dtype=jnp.float32,
+                    bucket: int | None = None) -> jnp.ndarray:
     """A clip `[N, channels]` at `sample_rate` → normalised latent `[1, F, mel', z]` (ltx-core's `encode_audio`).
 
     The mel front end runs in float32; its output is cast to `dtype` for the encoder (as ltx-core casts it to
-    the encoder's dtype)."""
-    mel = waveform_to_mel(wave, sample_rate, encoder.cfg)  # [channels, T, mel_bins]
-    return encode_mel(encoder, jnp.transpose(mel, (1, 2, 0))[None].astype(dtype))
+    the encoder's dtype). bucket: pad the mel frames at the end to a multiple of `bucket` and crop the latent
+    back, so clips of many lengths share a few compiled encoders; exact, because the encoder is causal in time.
+    """
+    mel = jnp.transpose(waveform_to_mel(wave, sample_rate, encoder.cfg), (1, 2, 0))[None]  # [1, T, mel_bins, C]
+    frames = mel.shape[1]
+    latent_frames = frames
+    for _ in range(encoder.cfg.levels - 1):
+        latent_frames = (latent_frames - 1) // 2 + 1
+    if bucket:
+        mel = jnp.pad(mel, ((0, 0), (0, -frames % bucket), (0, 0), (0, 0)))
+    return encode_mel(encoder, mel.astype(dtype))[:, :latent_frames]
 
 
 @nnx.jit
