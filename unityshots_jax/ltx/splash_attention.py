@@ -14,10 +14,11 @@ Same function as the "dense" kernel (softmax(q·kᵀ/√d + mask)·v), computed 
 - rows that see no key at all: the dense kernel gives the plain average of v over the real keys (every score sits
   at the same most-negative value); splash would average the padding too, so those rows are replaced by that mean,
   and both kernels agree on every mask.
-Block sizes: a length is padded to a multiple of 128 (segment ids and the kv compute block need multiples of the lane
-width), and its block is the largest of 512 / 384 / 256 / 128 that divides the padded length: padding stays below
-128 tokens, and long sequences get 384–512-token blocks (a 512×512 float32 score tile is 1 MiB of VMEM). The
-backward is the fused dK/dV/dQ kernel with the same blocks. docs/design/tpu.md has the reasoning.
+Block sizes (`splash_block`): blocks are multiples of 128 (segment ids and the kv compute block need multiples of the
+lane width); a sequence gets the largest of 512 / 384 / 256 / 128 whose padding adds at most 1/32 of its
+128-aligned length — every sequence from ~12k tokens (a 22B story shot is ~23.7k) gets 512 (a 512×512 float32 score
+tile is 1 MiB of VMEM), short ones (text, audio) get one block, padded by less than 128. The backward is the fused
+dK/dV/dQ kernel with the same blocks. docs/design/tpu.md has the reasoning.
 Interpret mode: off a TPU the Pallas kernel runs in interpret mode (XLA ops emulating the kernel): for tests only —
 it is orders of magnitude slower than "flash" and never the choice of `attention="auto"`.
 """
@@ -49,10 +50,11 @@ def _round_up(n: int, m: int) -> int:
 
 
 def splash_block(length: int) -> tuple[int, int]:
-    """(block, padded length) for a sequence of `length` tokens: the length padded to a multiple of 128, the block
-    the largest of `BLOCK_CHOICES` dividing it."""
-    padded = _round_up(max(length, 1), LANES)
-    return next(b for b in BLOCK_CHOICES if padded % b == 0), padded
+    """(block, padded length) for a sequence of `length` tokens: the largest of `BLOCK_CHOICES` whose padding adds
+    at most 1/32 of the 128-aligned length (so long sequences always get 512, short ones pad less than 128)."""
+    aligned = _round_up(max(length, 1), LANES)
+    block = next(b for b in BLOCK_CHOICES if _round_up(aligned, b) <= aligned + aligned // 32)
+    return block, _round_up(aligned, block)
 
 
 def splash_block_sizes(tq: int, tk: int) -> splash.BlockSizes:
