@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,7 +12,9 @@ import pytest
 
 from unityshots_jax.ltx import attention_kernels
 from unityshots_jax.ltx.attention_kernels import attention_kernel
+from unityshots_jax.config_files import load_config
 from unityshots_jax.ltx.attention_mask import AttentionMask
+from unityshots_jax.ltx.config import ExecutionConfig
 
 KINDS = [k for k in attention_kernels.KERNELS if k not in ("dense", "cudnn")]
 
@@ -69,3 +74,27 @@ def test_splash_refuses_a_soft_bias():
     q, k, v, mask = _inputs("per-query")
     with pytest.raises(ValueError, match="segment ids"):
         attention_kernel("splash")(q, k, v, mask)
+
+
+@pytest.mark.parametrize("backend, dtype, kind", [
+    ("tpu", "bfloat16", "splash"), ("tpu", "float32", "splash"), ("gpu", "bfloat16", "cudnn"),
+    ("gpu", "float32", "flash"), ("cpu", "float32", "flash"), ("cpu", "bfloat16", "flash"),
+])
+def test_auto_resolves_per_backend_and_logs_the_choice(backend, dtype, kind, caplog):
+    attention_kernels.resolve_attention.cache_clear()
+    with caplog.at_level(logging.INFO, logger=attention_kernels.__name__):
+        assert attention_kernels.resolve_attention("auto", backend, dtype) == kind
+    assert f"using the {kind!r} kernel" in caplog.text and backend in caplog.text
+    assert attention_kernels.resolve_attention("dense", backend, dtype) == "dense"  # explicit choices stay
+
+
+def test_auto_is_the_default_everywhere():
+    assert ExecutionConfig().attention == "auto"
+    with pytest.raises(ValueError, match="unknown kernel 'splashy'"):
+        attention_kernels.resolve_attention("splashy", "tpu")
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+    files = sorted(f for f in os.listdir(root) if f.endswith(".py") and "def get_config" in open(os.path.join(root, f)).read())
+    with_execution = [f for f in files if "execution" in load_config(os.path.join(root, f))]
+    assert len(with_execution) >= 8, with_execution
+    for name in with_execution:
+        assert load_config(os.path.join(root, name)).execution.attention == "auto", name

@@ -28,11 +28,11 @@ import jax
 import jax.numpy as jnp
 
 from unityshots_jax.ltx.attention_mask import AttentionMask
+from unityshots_jax.ltx.config import ATTENTION_CHOICES
 
 AttentionFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, "AttentionMask | None"], jnp.ndarray]
 
-KERNELS = ("dense", "chunked", "flash", "xla", "cudnn", "splash")
-ATTENTION_CHOICES = ("auto",) + KERNELS
+KERNELS = tuple(k for k in ATTENTION_CHOICES if k != "auto")
 KEY_TILE = 4096  # keys per online-softmax tile of "flash"; sequences up to this length use one exact row softmax
 
 _log = logging.getLogger(__name__)

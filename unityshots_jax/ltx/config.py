@@ -13,6 +13,8 @@ import json
 from typing import Any, Literal
 
 MODEL_TYPES = ("audio_video", "video_only", "audio_only")
+# ExecutionConfig.attention: "auto" and the kernels of ltx/attention_kernels.py
+ATTENTION_CHOICES = ("auto", "dense", "chunked", "flash", "xla", "cudnn", "splash")
 ROPE_TYPES = ("split", "interleaved")
 
 # Values ltx-core 1.0.0 checks and refuses to build otherwise (model_configurator.py).
