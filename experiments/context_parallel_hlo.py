@@ -29,8 +29,8 @@ OPS = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-p
 def program(kernel_of):
     def loss(w, x, valid):
         kernel = kernel_of()
-        q, k, v = (constrain((x @ w[i]).reshape(B, T, H, D), ("activation_batch", "activation_length", "activation_heads", None))
-                   for i in range(3))
+        names = ("activation_batch", "activation_length", "activation_heads", None)
+        q, k, v = (constrain((x @ w[i]).reshape(B, T, H, D), names) for i in range(3))
         out = kernel(q, k, v, AttentionMask(valid)).reshape(B, T, H * D) @ w[3]
         return jnp.sum(out ** 2)
 

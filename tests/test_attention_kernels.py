@@ -37,8 +37,9 @@ def _inputs(bias_kind: str, seed: int = 0):
     return q, k, v, bias
 
 
+# splash refuses soft per-query biases: test_splash_refuses_a_soft_bias
 CASES = [(kind, mask) for kind in KINDS for mask in ("none", "key-mask", "no-visible-key", "per-query")
-         if not (kind == "splash" and mask == "per-query")]  # splash refuses soft biases: test_splash_refuses_a_soft_bias
+         if not (kind == "splash" and mask == "per-query")]
 
 
 @pytest.mark.parametrize("kind, bias_kind", CASES)
@@ -93,7 +94,8 @@ def test_auto_is_the_default_everywhere():
     with pytest.raises(ValueError, match="unknown kernel 'splashy'"):
         attention_kernels.resolve_attention("splashy", "tpu")
     root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-    files = sorted(f for f in os.listdir(root) if f.endswith(".py") and "def get_config" in open(os.path.join(root, f)).read())
+    files = sorted(f for f in os.listdir(root)
+                   if f.endswith(".py") and "def get_config" in open(os.path.join(root, f)).read())
     with_execution = [f for f in files if "execution" in load_config(os.path.join(root, f))]
     assert len(with_execution) >= 8, with_execution
     for name in with_execution:

@@ -74,8 +74,8 @@ def transformer_checks(mesh, graphdef, pure, logical) -> None:
     bb_graph = nnx.split(nnx.merge(graphdef, pure).backbone)[0]
     bb = pure["backbone"]
     video, audio = story_stream_inputs()
-    wv = jnp.cos(jnp.arange(np.prod(video.latent.shape[:2]) * 16, dtype=jnp.float32)).reshape(*video.latent.shape[:2], 16)
-    wa = jnp.sin(jnp.arange(np.prod(audio.latent.shape[:2]) * 16, dtype=jnp.float32)).reshape(*audio.latent.shape[:2], 16)
+    wv, wa = (fn(jnp.arange(np.prod(s.latent.shape[:2]) * 16, dtype=jnp.float32)).reshape(*s.latent.shape[:2], 16)
+              for fn, s in ((jnp.cos, video), (jnp.sin, audio)))
 
     def loss(params, v_in, a_in):
         v, a = forward(bb_graph, params, v_in, a_in, None, EXEC)
@@ -125,7 +125,8 @@ def story_checks(mesh, graphdef, pure, logical) -> None:
     ref_v, ref_a, _ = generate_story(graphdef, pure, inputs, jax.random.key(0), sampling, EXEC)
     placed = _place(pure, logical, mesh)
     with use_mesh(mesh, RULES):
-        v, a, _ = generate_story(graphdef, placed, _batch_first(inputs, mesh, axis=1), jax.random.key(0), sampling, EXEC)
+        split = _batch_first(inputs, mesh, axis=1)
+        v, a, _ = generate_story(graphdef, placed, split, jax.random.key(0), sampling, EXEC)
     _row("story", rel=max(rel(v, ref_v), rel(a, ref_a)))
 
 
@@ -136,7 +137,8 @@ def main() -> None:
     pure = nnx.to_pure_dict(params)
     logical = param_logical_axes(abstract_story_model(LTX, SC))
     for check in sys.argv[1:] or ("transformer", "loss", "story"):
-        {"transformer": transformer_checks, "loss": loss_checks, "story": story_checks}[check](mesh, graphdef, pure, logical)
+        checks = {"transformer": transformer_checks, "loss": loss_checks, "story": story_checks}
+        checks[check](mesh, graphdef, pure, logical)
 
 
 if __name__ == "__main__":

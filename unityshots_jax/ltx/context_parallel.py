@@ -85,7 +85,9 @@ def sharded_attention(kernel: AttentionFn) -> AttentionFn:
             specs.append(PartitionSpec(bat if bias.shape[0] == b else None, None, ctx if rows else None, None))
 
         def local(q, k, v, *extra):
-            gather = (lambda x: jax.lax.all_gather(x, ctx_axes, axis=1, tiled=True)) if ctx_axes else (lambda x: x)  # noqa: E731
+            def gather(x):
+                return jax.lax.all_gather(x, ctx_axes, axis=1, tiled=True) if ctx_axes else x
+
             valid = gather(extra[0]) if key_valid is not None else None
             local_bias = extra[-1] if bias is not None else None
             local_mask = None if valid is None and local_bias is None else AttentionMask(valid, local_bias)

@@ -111,7 +111,9 @@ class LTXModel(nnx.Module):
             double_precision=cfg.rope_double_precision,
             dtype=dtype,
         )
-        ctx = StreamContext(ts_proj, prompt_proj, context, key_mask(inp.context_mask), self_mask, rope, key_mask(inp.token_mask))
+        ctx = StreamContext(
+            ts_proj, prompt_proj, context, key_mask(inp.context_mask), self_mask, rope, key_mask(inp.token_mask)
+        )
         if other is None or not (cfg.has_video and cfg.has_audio):
             return ctx, ts_emb
         cross_rope = rope_tables(
