@@ -51,6 +51,14 @@ def test_splash_matches_dense_on_story_masks(name):
         assert rel(g, r) <= 1e-5, f"d{label}: {rel(g, r)}"
 
 
+def test_unmasked_block_aligned_call_runs_without_segment_ids():
+    keys = jax.random.split(jax.random.key(1), 3)
+    q, k, v = (jax.random.normal(key, (2, 128, 2, 8)) for key in keys)  # 128 keys: no padding, no mask
+    ref, ref_grads = output_and_grads(attention_kernel("dense"), q, k, v, None)
+    out, grads = output_and_grads(attention_kernel("splash"), q, k, v, None)
+    assert rel(out, ref) <= 2e-6 and max(rel(g, r) for g, r in zip(grads, ref_grads)) <= 1e-5
+
+
 def test_transformer_with_splash_matches_dense_forward_and_gradients():
     graphdef, params = backbone_split(*default_model())
     video, audio = story_stream_inputs()

@@ -107,11 +107,14 @@ def splash_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask: Atten
     scaled = q * jnp.asarray(d ** -0.5, q.dtype)
     heads_major = lambda x, t: _pad_axis(_pad_axis(x, 3, d_pad), 1, t).transpose(0, 2, 1, 3)  # noqa: E731
     qh, kh, vh = heads_major(scaled, tq_pad), heads_major(k, tk_pad), heads_major(v, tk_pad)
-    real = jnp.arange(tk_pad)[None, :] < tk
-    visible = real if mask is None or mask.key_valid is None else real & (_pad_axis(mask.key_valid, 1, tk_pad) > 0)
-    kv_ids = jnp.broadcast_to(visible, (b, tk_pad)).astype(jnp.int32)
-    segments = splash.SegmentIds(q=jnp.ones((b, tq_pad), jnp.int32), kv=kv_ids)
-    out = jax.vmap(_kernel(h, tq_pad, tk_pad, interpret))(qh, kh, vh, segments)
+    kernel = _kernel(h, tq_pad, tk_pad, interpret)
+    if (mask is None or mask.key_valid is None) and tk == tk_pad:  # every key visible: no segment ids at all
+        out = jax.vmap(kernel)(qh, kh, vh)
+    else:
+        real = jnp.arange(tk_pad)[None, :] < tk
+        visible = real if mask is None or mask.key_valid is None else real & (_pad_axis(mask.key_valid, 1, tk_pad) > 0)
+        kv_ids = jnp.broadcast_to(visible, (b, tk_pad)).astype(jnp.int32)
+        out = jax.vmap(kernel)(qh, kh, vh, splash.SegmentIds(q=jnp.ones((b, tq_pad), jnp.int32), kv=kv_ids))
     out = out.transpose(0, 2, 1, 3)[:, :tq, :, :d].astype(v.dtype)
     if mask is None or mask.key_valid is None:
         return out
