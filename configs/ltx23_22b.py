@@ -2,7 +2,7 @@
 
 The architecture normally comes from the checkpoint header; this file lets planning tools and tests build the
 real 22B model abstractly (`jax.eval_shape`) without the 44 GB file. Override from the command line with
-`--config.execution.attention=cudnn` etc.
+`--config.execution.attention=flash` etc. (default "auto": splash on TPU, cuDNN on GPU).
 """
 
 import ml_collections
@@ -37,6 +37,6 @@ def get_config() -> ml_collections.ConfigDict:
         norm_eps=1e-6,
         use_middle_indices_grid=True,
     )
-    c.execution = ml_collections.ConfigDict(dict(attention="cudnn", attention_chunk=256, remat="dots", dtype="bfloat16"))
+    c.execution = ml_collections.ConfigDict(dict(attention="auto", attention_chunk=256, remat="dots", dtype="bfloat16"))
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, context=1, tensor=1))
     return c

@@ -5,7 +5,8 @@ frames (24×43 grid) with reference + LTM + STM memory = 23,736 video tokens per
 compute, fp32 master weights + AdamW, remat "full", one story per data-parallel group (global batch =
 data × fsdp). The plan's two library fixes are in: the `cudnn` kernel keeps the key-padding bias in its
 broadcastable [b, 1, 1, T] shape (it had materialised 33.6 GiB per self-attention at 23.7k tokens), and the per-token
-AdaLN tables stay batch-sharded. TPU configs use the pure-JAX `flash` kernel (no splash kernel yet; untimed on TPU).
+AdaLN tables stay batch-sharded. Every config uses `attention="auto"`: Pallas splash attention on TPU, cuDNN on
+GPU (bf16) — neither timed on a device yet.
 Longer stories (k > 3 on 64×H100, k > 5 elsewhere) should set `loss.remat_shots=True` (recompute each shot in the
 backward) — not yet measured on a device.
 """
@@ -15,7 +16,7 @@ import ml_collections
 from configs import ltx23_22b
 
 
-def make_config(*, mesh: dict, batch_size: int, attention: str, attention_chunk: int = 512,
+def make_config(*, mesh: dict, batch_size: int, attention: str = "auto", attention_chunk: int = 512,
                 distributed: bool, max_shots: int = 3) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.model_type = "audio_video"

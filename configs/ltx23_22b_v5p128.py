@@ -10,5 +10,5 @@ from configs.ltx23_22b_train_common import make_config
 
 
 def get_config():
-    return make_config(mesh=dict(data=2, fsdp=64, context=1, tensor=1), batch_size=128, attention="flash",
+    return make_config(mesh=dict(data=2, fsdp=64, context=1, tensor=1), batch_size=128,
                        distributed=True)

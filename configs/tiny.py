@@ -20,6 +20,6 @@ def get_config() -> ml_collections.ConfigDict:
         audio_in_channels=16,
         audio_out_channels=16,
     )
-    c.execution.update(attention="flash", remat="none", dtype="float32")
+    c.execution.update(attention="auto", remat="none", dtype="float32")
     c.mesh.update(fsdp=1)
     return c

@@ -17,7 +17,7 @@ from configs import ltx23_22b_train_common, tiny
 
 def get_config() -> ml_collections.ConfigDict:
     c = ltx23_22b_train_common.make_config(
-        mesh=dict(data=-1, fsdp=1, context=1, tensor=1), batch_size=8, attention="flash", attention_chunk=128,
+        mesh=dict(data=-1, fsdp=1, context=1, tensor=1), batch_size=8, attention="auto", attention_chunk=128,
         distributed=False, max_shots=4,
     )
     c.transformer = tiny.get_config().transformer

@@ -69,7 +69,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--shots", type=int, default=3)
-    p.add_argument("--attention", default="flash")
+    p.add_argument("--attention", default="auto")
     p.add_argument("--chunk", type=int, default=128)
     p.add_argument("--remat", default="none")
     args = p.parse_args()

@@ -191,6 +191,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from unityshots_jax.ltx.config import ATTENTION_CHOICES  # no jax import: the parser stays fast
+
     parser = argparse.ArgumentParser(prog="unityshots", description="UnityShots on JAX: LTX-2.3 multi-shot audio-video.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -237,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="directory written by 'unityshots convert'")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--attention", choices=("flash", "chunked", "dense", "xla", "cudnn"), default="flash")
+    p.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto")
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser(

@@ -84,7 +84,7 @@ def load_flax(converted: str, dtype: str) -> tuple[LTXConfig, nnx.GraphDef, nnx.
     return cfg, graphdef, state
 
 
-def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, attention: str = "flash") -> list[Row]:
+def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, attention: str = "auto") -> list[Row]:
     """Compare reference and Flax outputs on every parity case; returns one row per (case, stream)."""
     from unityshots_jax.reference.ltx_reference import load_reference
     from unityshots_jax.reference.run_reference import run_reference

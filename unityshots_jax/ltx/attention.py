@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from unityshots_jax.ltx.attention_kernels import AttentionFn
+from unityshots_jax.ltx.attention_mask import AttentionMask
 from unityshots_jax.ltx.layers import dense, head_gate, rms_norm
 from unityshots_jax.ltx.rope import RopeTables, apply_rope
 from unityshots_jax.sharding import constrain
@@ -44,14 +45,14 @@ class Attention(nnx.Module):
         kernel: AttentionFn,
         *,
         context: jnp.ndarray | None = None,
-        bias: jnp.ndarray | None = None,
+        mask: AttentionMask | None = None,
         q_rope: RopeTables | None = None,
         k_rope: RopeTables | None = None,
         skip: jnp.ndarray | None = None,
     ) -> jnp.ndarray:
         """Attend from x `[batch, tokens, query_dim]` to context `[batch, ctx_tokens, context_dim]` (x if None).
 
-        bias: additive mask broadcastable to `[batch, heads, tokens, ctx_tokens]`.
+        mask: which context tokens each query may attend to (`AttentionMask`), or None for all.
         q_rope / k_rope: RoPE tables for queries and keys (k_rope defaults to q_rope).
         skip: `[batch]` 1.0 where the attention is replaced by the value projection (STG perturbation).
         Returns `[batch, tokens, query_dim]`.
@@ -66,7 +67,7 @@ class Attention(nnx.Module):
             q = apply_rope(q, q_rope)
             k = apply_rope(k, k_rope if k_rope is not None else q_rope)
         q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
-        out = kernel(q, k, v.reshape(b, s, self.heads, self.head_dim), bias).reshape(b, t, -1)
+        out = kernel(q, k, v.reshape(b, s, self.heads, self.head_dim), mask).reshape(b, t, -1)
         if skip is not None:
             keep = (1.0 - skip).astype(out.dtype)[:, None, None]
             out = out * keep + v * (1 - keep)

@@ -1,6 +1,7 @@
-"""Attention cores: softmax(q·kᵀ/√d + bias)·v over `[batch, tokens, heads, head_dim]` arrays.
+"""Attention cores: softmax(q·kᵀ/√d + mask)·v over `[batch, tokens, heads, head_dim]` arrays.
 
-One registry, one `kind` string from `ExecutionConfig.attention`; every kernel computes the same function:
+One registry, one `kind` string from `ExecutionConfig.attention`; every kernel computes the same function and
+takes the mask as an `AttentionMask` (visible keys per example, plus an optional soft per-query bias):
 - "dense":   two einsums and a float32 softmax; materialises `[batch, heads, q, k]` scores.
 - "chunked": the same, queries in chunks (`lax.map`), so only `[batch, heads, chunk, k]` scores live at once.
 - "flash":   blocked kernel in `[batch, heads, tokens, head_dim]` layout: queries in chunks of `chunk`, keys in
@@ -9,20 +10,32 @@ One registry, one `kind` string from `ExecutionConfig.attention`; every kernel c
              `custom_vjp` saves only the output and the row log-sum-exp and recomputes the probabilities in the
              backward pass. The fastest on CPU (experiments/RESULTS.md).
 - "xla" / "cudnn": `jax.nn.dot_product_attention` with that implementation (cudnn: GPU, bf16/fp16 only).
+- "splash":  the Pallas TPU splash-attention kernel, masks as segment ids (ltx/splash_attention.py); on other
+             backends it runs in Pallas interpret mode, which is for tests only.
+- "auto":    resolved once per backend by `resolve_attention`: splash on TPU, cudnn on GPU (flash for float32, which
+             cuDNN does not take), flash on CPU.
+Inside an active mesh (`sharding.use_mesh`), `transformer.forward` runs the kernel per shard with K/V gathered over
+the context axis (ltx/context_parallel.py).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
-AttentionFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, "jnp.ndarray | None"], jnp.ndarray]
+from unityshots_jax.ltx.attention_mask import AttentionMask
+from unityshots_jax.ltx.config import ATTENTION_CHOICES
 
-KERNELS = ("dense", "chunked", "flash", "xla", "cudnn")
+AttentionFn = Callable[[jnp.ndarray, jnp.ndarray, jnp.ndarray, "AttentionMask | None"], jnp.ndarray]
+
+KERNELS = tuple(k for k in ATTENTION_CHOICES if k != "auto")
 KEY_TILE = 4096  # keys per online-softmax tile of "flash"; sequences up to this length use one exact row softmax
+
+_log = logging.getLogger(__name__)
 
 
 def _dense(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, bias: jnp.ndarray | None) -> jnp.ndarray:
@@ -35,7 +48,7 @@ def _dense(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, bias: jnp.ndarray | N
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v, preferred_element_type=jnp.float32).astype(v.dtype)
 
 
-def _chunked(chunk: int) -> AttentionFn:
+def _chunked(chunk: int) -> Callable:
     def attend(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, bias: jnp.ndarray | None) -> jnp.ndarray:
         b, tq, h, d = q.shape
         if tq <= chunk:
@@ -212,7 +225,7 @@ def _flash_bwd(chunk, tile, res, g):
 _flash.defvjp(_flash_fwd, _flash_bwd)
 
 
-def _flash_kernel(chunk: int, tile: int = KEY_TILE) -> AttentionFn:
+def _flash_kernel(chunk: int, tile: int = KEY_TILE) -> Callable:
     def attend(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, bias: jnp.ndarray | None) -> jnp.ndarray:
         scale = q.shape[-1] ** -0.5
         qh = (q * jnp.asarray(scale, q.dtype)).transpose(0, 2, 1, 3)
@@ -225,7 +238,7 @@ def _flash_kernel(chunk: int, tile: int = KEY_TILE) -> AttentionFn:
     return attend
 
 
-def _library(implementation: str) -> AttentionFn:
+def _library(implementation: str) -> Callable:
     def attend(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, bias: jnp.ndarray | None) -> jnp.ndarray:
         # The bias stays in its broadcastable shape ([b, 1, 1, k] for padding masks): broadcasting it to
         # [b, heads, q, k] first cost 33.6 GiB per attention at 23.7k tokens (experiments/RESULTS.md, 22B plan).
@@ -236,14 +249,49 @@ def _library(implementation: str) -> AttentionFn:
     return attend
 
 
+def _with_bias(core: Callable) -> AttentionFn:
+    """A kernel over an additive bias, called with an `AttentionMask` (turned into a broadcastable bias)."""
+
+    def attend(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, mask: AttentionMask | None) -> jnp.ndarray:
+        return core(q, k, v, None if mask is None else mask.additive(q.dtype))
+
+    return attend
+
+
+@functools.lru_cache(maxsize=None)
+def resolve_attention(name: str, backend: str, dtype: str = "bfloat16") -> str:
+    """The concrete kernel for `name` on `backend` ("cpu" / "gpu" / "tpu", as `jax.default_backend()`) running
+    activations of `dtype`: "auto" → splash on TPU, cudnn on GPU (flash for float32, which cuDNN refuses), flash
+    elsewhere; any other name is returned as is. The choice is logged once per (name, backend, dtype)."""
+    if name not in ATTENTION_CHOICES:
+        raise ValueError(f"attention: unknown kernel {name!r}; expected one of {', '.join(ATTENTION_CHOICES)}")
+    if name != "auto":
+        return name
+    if backend == "tpu":
+        kind = "splash"
+    elif backend in ("gpu", "cuda", "rocm"):
+        kind = "cudnn" if dtype in ("bfloat16", "float16") else "flash"
+    else:
+        kind = "flash"
+    _log.info("attention='auto' on %s with %s activations: using the %r kernel", backend, dtype, kind)
+    return kind
+
+
 def attention_kernel(kind: str, chunk: int = 256) -> AttentionFn:
-    """The attention core named `kind` (one of `KERNELS`); `chunk` is the query chunk of "chunked" / "flash"."""
+    """The attention core named `kind` (one of `KERNELS`, or "auto" resolved for the default backend in float32);
+    `chunk` is the query chunk of "chunked" / "flash"."""
+    if kind == "auto":
+        kind = resolve_attention(kind, jax.default_backend(), "float32")
     if kind == "dense":
-        return _dense
+        return _with_bias(_dense)
     if kind == "chunked":
-        return _chunked(chunk)
+        return _with_bias(_chunked(chunk))
     if kind == "flash":
-        return _flash_kernel(chunk)
+        return _with_bias(_flash_kernel(chunk))
     if kind in ("xla", "cudnn"):
-        return _library(kind)
+        return _with_bias(_library(kind))
+    if kind == "splash":
+        from unityshots_jax.ltx.splash_attention import splash_kernel  # Pallas imports only when asked for
+
+        return splash_kernel()
     raise ValueError(f"attention: unknown kernel {kind!r}; expected one of {', '.join(KERNELS)}")

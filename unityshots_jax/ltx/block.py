@@ -7,6 +7,7 @@ from flax import nnx, struct
 
 from unityshots_jax.ltx.attention import Attention
 from unityshots_jax.ltx.attention_kernels import AttentionFn
+from unityshots_jax.ltx.attention_mask import AttentionMask
 from unityshots_jax.ltx.config import LTXConfig
 from unityshots_jax.ltx.layers import FeedForward, rms_norm, table
 from unityshots_jax.ltx.rope import RopeTables
@@ -20,9 +21,10 @@ class StreamContext:
     timestep_proj:  `[batch, tokens or 1, K·dim]` AdaLN projection of the per-token timesteps.
     prompt_proj:    `[batch, 1, 2·dim]` prompt AdaLN projection of σ (cross_attention_adaln), else None.
     context:        `[batch, text_tokens, dim]` text context (after the caption projection, if any).
-    context_bias:   `[batch, 1, 1, text_tokens]` additive text mask, or None.
-    self_bias:      `[batch, 1, tokens or 1, tokens]` additive self-attention mask (incl. padding keys), or None.
-    key_bias:       `[batch, 1, 1, tokens]` additive mask hiding this stream's padding tokens as keys, or None.
+    context_mask:   the text padding mask (keys `[batch, text_tokens]`), or None.
+    self_mask:      the self-attention mask (this stream's padding keys, and ltx-core's soft per-query strengths if
+                    given), or None.
+    key_mask:       the mask hiding this stream's padding tokens as keys of the other stream's A↔V attention, or None.
     rope:           RoPE tables for self-attention.
     cross_rope:     RoPE tables (time only) for A↔V attention, or None without the other stream.
     cross_scale_shift: `[batch, 1 or tokens, 4·dim]` A↔V scale/shift projection, or None.
@@ -32,10 +34,10 @@ class StreamContext:
     timestep_proj: jnp.ndarray
     prompt_proj: jnp.ndarray | None
     context: jnp.ndarray
-    context_bias: jnp.ndarray | None
-    self_bias: jnp.ndarray | None
+    context_mask: AttentionMask | None
+    self_mask: AttentionMask | None
     rope: RopeTables
-    key_bias: jnp.ndarray | None = None
+    key_mask: AttentionMask | None = None
     cross_rope: RopeTables | None = None
     cross_scale_shift: jnp.ndarray | None = None
     cross_gate: jnp.ndarray | None = None
@@ -98,15 +100,15 @@ class AVBlock(nnx.Module):
         sst = (self.audio_scale_shift_table if audio else self.scale_shift_table)[...]
         shift, scale, gate = modulation(sst, ctx.timestep_proj, 0, 3)
         h = rms_norm(x, eps) * (1 + scale) + shift
-        x = x + attn1(h, kernel, bias=ctx.self_bias, q_rope=ctx.rope, skip=skip) * gate
+        x = x + attn1(h, kernel, mask=ctx.self_mask, q_rope=ctx.rope, skip=skip) * gate
         if self.cfg.cross_attention_adaln:
             shift_q, scale_q, gate_q = modulation(sst, ctx.timestep_proj, 6, 9)
             psst = (self.audio_prompt_scale_shift_table if audio else self.prompt_scale_shift_table)[...]
             shift_kv, scale_kv = modulation(psst, ctx.prompt_proj, 0, 2)
             h = rms_norm(x, eps) * (1 + scale_q) + shift_q
             text = ctx.context * (1 + scale_kv) + shift_kv
-            return x + attn2(h, kernel, context=text, bias=ctx.context_bias) * gate_q
-        return x + attn2(rms_norm(x, eps), kernel, context=ctx.context, bias=ctx.context_bias)
+            return x + attn2(h, kernel, context=text, mask=ctx.context_mask) * gate_q
+        return x + attn2(rms_norm(x, eps), kernel, context=ctx.context, mask=ctx.context_mask)
 
     def _feed_forward(self, x: jnp.ndarray, ctx: StreamContext, audio: bool) -> jnp.ndarray:
         sst = (self.audio_scale_shift_table if audio else self.scale_shift_table)[...]
@@ -147,7 +149,7 @@ class AVBlock(nnx.Module):
                 vn * (1 + scale_v) + shift_v,
                 kernel,
                 context=an * (1 + scale_a) + shift_a,
-                bias=audio.key_bias,
+                mask=audio.key_mask,
                 q_rope=video.cross_rope,
                 k_rope=audio.cross_rope,
             )
@@ -159,7 +161,7 @@ class AVBlock(nnx.Module):
                 an * (1 + scale_a) + shift_a,
                 kernel,
                 context=vn * (1 + scale_v) + shift_v,
-                bias=video.key_bias,
+                mask=video.key_mask,
                 q_rope=audio.cross_rope,
                 k_rope=video.cross_rope,
             )

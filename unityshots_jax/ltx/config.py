@@ -13,6 +13,8 @@ import json
 from typing import Any, Literal
 
 MODEL_TYPES = ("audio_video", "video_only", "audio_only")
+# ExecutionConfig.attention: "auto" and the kernels of ltx/attention_kernels.py
+ATTENTION_CHOICES = ("auto", "dense", "chunked", "flash", "xla", "cudnn", "splash")
 ROPE_TYPES = ("split", "interleaved")
 
 # Values ltx-core 1.0.0 checks and refuses to build otherwise (model_configurator.py).
@@ -236,15 +238,19 @@ class LTXConfig:
 class ExecutionConfig:
     """How the transformer runs; none of these change the math.
 
-    attention: "flash" (queries in chunks of `attention_chunk`, online softmax over key tiles, a backward that
-    recomputes instead of storing probabilities; the fastest on CPU), "chunked" (queries in chunks, plain
-    softmax), "dense" (softmax(QKᵀ)V in XLA), "xla" / "cudnn" (`jax.nn.dot_product_attention` with that
-    implementation; cudnn needs a GPU and bf16).
+    attention: "auto" (the default: splash on TPU, cudnn on GPU for bfloat16/float16 and flash for float32, flash
+    on CPU; resolved once by `attention_kernels.resolve_attention`, which logs the choice), "splash" (Pallas TPU
+    splash attention, masks as segment ids; interpret mode off a TPU, for tests only), "flash" (queries in chunks
+    of `attention_chunk`, online softmax over key tiles, a backward that recomputes instead of storing
+    probabilities; the fastest on CPU), "chunked" (queries in chunks, plain softmax), "dense" (softmax(QKᵀ)V in
+    XLA), "xla" / "cudnn" (`jax.nn.dot_product_attention` with that implementation; cudnn needs a GPU and bf16).
+    Under an active mesh every kernel runs per shard with K/V gathered over the context axis
+    (ltx/context_parallel.py).
     remat: "none", "full" (recompute each block), "dots" (save matmul outputs without batch dims).
     dtype: activation dtype ("float32" or "bfloat16"); norms, softmax and modulation tables stay in float32 math.
     """
 
-    attention: Literal["flash", "chunked", "dense", "xla", "cudnn"] = "flash"
+    attention: Literal["auto", "splash", "flash", "chunked", "dense", "xla", "cudnn"] = "auto"
     attention_chunk: int = 128
     remat: Literal["none", "full", "dots"] = "none"
     dtype: Literal["float32", "bfloat16"] = "float32"

@@ -12,9 +12,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from unityshots_jax.ltx.attention_kernels import attention_kernel
+from unityshots_jax.ltx.attention_kernels import attention_kernel, resolve_attention
+from unityshots_jax.ltx.attention_mask import AttentionMask, key_mask
 from unityshots_jax.ltx.block import AVBlock, BlockSkips, StreamContext
 from unityshots_jax.ltx.config import ExecutionConfig, LTXConfig, StreamConfig
+from unityshots_jax.ltx.context_parallel import sharded_attention
 from unityshots_jax.ltx.inputs import Perturbations, StreamInput
 from unityshots_jax.ltx.layers import CaptionProjection, dense, layer_norm, table
 from unityshots_jax.ltx.rope import rope_tables
@@ -93,19 +95,12 @@ class LTXModel(nnx.Module):
         if cfg.caption_channels is not None:
             context = getattr(self, f"{prefix}caption_projection")(context)
         context = context.reshape(b, -1, stream.dim)
-        context_bias = None
-        if inp.context_mask is not None:
-            keep = inp.context_mask.astype(dtype)
-            context_bias = ((keep - 1) * jnp.finfo(dtype).max).reshape(b, 1, 1, -1)
-        self_bias = None
+        self_soft = None
         if inp.attention_mask is not None:
             m = inp.attention_mask.astype(dtype)
             tiny, low = jnp.finfo(dtype).tiny, jnp.finfo(dtype).min
-            self_bias = jnp.where(m > 0, jnp.log(jnp.maximum(m, tiny)), low)[:, None]
-        key_bias = None
-        if inp.token_mask is not None:
-            key_bias = jnp.where(inp.token_mask.reshape(b, 1, 1, -1) > 0, 0.0, jnp.finfo(dtype).min).astype(dtype)
-            self_bias = key_bias if self_bias is None else jnp.maximum(self_bias + key_bias, jnp.finfo(dtype).min)
+            self_soft = jnp.where(m > 0, jnp.log(jnp.maximum(m, tiny)), low)[:, None]
+        self_mask = None if inp.token_mask is None and self_soft is None else AttentionMask(inp.token_mask, self_soft)
         rope = rope_tables(
             inp.positions,
             dim=stream.dim,
@@ -116,7 +111,9 @@ class LTXModel(nnx.Module):
             double_precision=cfg.rope_double_precision,
             dtype=dtype,
         )
-        ctx = StreamContext(ts_proj, prompt_proj, context, context_bias, self_bias, rope, key_bias)
+        ctx = StreamContext(
+            ts_proj, prompt_proj, context, key_mask(inp.context_mask), self_mask, rope, key_mask(inp.token_mask)
+        )
         if other is None or not (cfg.has_video and cfg.has_audio):
             return ctx, ts_emb
         cross_rope = rope_tables(
@@ -180,7 +177,8 @@ class LTXModel(nnx.Module):
             ax = self.audio_patchify_proj(audio.latent.astype(dtype))
             actx, a_emb = self._stream_context(ax, audio, video, audio=True)
 
-        kernel = attention_kernel(execution.attention, execution.attention_chunk)
+        kind = resolve_attention(execution.attention, jax.default_backend(), execution.dtype)
+        kernel = sharded_attention(attention_kernel(kind, execution.attention_chunk))
         graphdef, block_state = nnx.split(self.blocks)
 
         def body(carry, xs):

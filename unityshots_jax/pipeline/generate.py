@@ -63,7 +63,7 @@ class StoryGenerator:
     def __init__(self, model: LoadedStoryModel, execution: ExecutionConfig | None = None, guidance: float | None = None):
         self.model = model
         self.codecs: StoryCodecs = codecs_for(model.meta, model.story, model.ltx.video.context_dim, model.ltx.audio.context_dim)
-        self.execution = execution or ExecutionConfig(attention="flash", dtype="float32")
+        self.execution = execution or ExecutionConfig(dtype="float32")
         self.guidance = default_guidance(model.meta) if guidance is None else float(guidance)
 
     def sampling(self, steps: int, progress: bool = False) -> SamplingConfig:
