@@ -1,13 +1,16 @@
-"""LTX-2.3 22B Shots-Forcing training on 8 hosts × 8 NVIDIA H100 (80 GB each): mesh data=1 fsdp=64 context=1 tensor=1, global batch 64.
+"""LTX-2.3 22B Shots-Forcing training on 8 hosts × 8 NVIDIA H100 (80 GB each): mesh data=1 fsdp=16 context=4
+tensor=1 — context inside a node (NVLink), fsdp across the 8 nodes (InfiniBand) — weights over fsdp × context
+(`fsdp_context`), global batch 16, cuDNN attention.
 
-Planned per-device memory (RESULTS.md, "22B training memory plan"): ~5 GB weights + AdamW + gradients, ~50 GB activations (3 shots, remat full) ≈ 55 GB of 80 GB; 3 shots max.
-    unityshots train --config configs/ltx23_22b_64xh100.py --workdir DIR --config.init.ltx_checkpoint=CONVERTED \
-        --config.data.source=MANIFEST
+Per-device memory read from the compiled step (XLA:CPU forced 64-device mesh, `flash` standing in for cuDNN;
+RESULTS.md "22B recipe"): k=3 shots {K3}; k=9 shots {K9}. Step time at 40 % MFU: {T3}.
+Launch, one process per node (docs/launch.md, SLURM):
+    srun --nodes=8 --ntasks-per-node=1 --gpus-per-node=8 env JAX_LOCAL_DEVICE_IDS=0,1,2,3,4,5,6,7 \
+        unityshots train --config configs/ltx23_22b_64xh100.py --workdir /shared/run1 ...
 """
 
 from configs.ltx23_22b_train_common import make_config
 
 
 def get_config():
-    return make_config(mesh=dict(data=1, fsdp=64, context=1, tensor=1), batch_size=64,
-                       distributed=True)
+    return make_config(mesh=dict(data=1, fsdp=16, context=4, tensor=1), batch_size=16, distributed=True)

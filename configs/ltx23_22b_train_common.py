@@ -1,14 +1,18 @@
 """Shared body of the LTX-2.3 22B Shots-Forcing training configs (`configs/ltx23_22b_<target>.py`).
 
-Sizes from `experiments/plan_22b.py` (RESULTS.md, "22B training memory plan"): 1376×768 shots of 16 latent
-frames (24×43 grid) with reference + LTM + STM memory = 23,736 video tokens per shot, 3-shot stories, bf16
-compute, fp32 master weights + AdamW, remat "full", one story per data-parallel group (global batch =
-data × fsdp). The plan's two library fixes are in: the `cudnn` kernel keeps the key-padding bias in its
-broadcastable [b, 1, 1, T] shape (it had materialised 33.6 GiB per self-attention at 23.7k tokens), and the per-token
-AdaLN tables stay batch-sharded. Every config uses `attention="auto"`: Pallas splash attention on TPU, cuDNN on
+Sizes from `experiments/plan_22b.py` (RESULTS.md, "22B recipe: v5p and GPU layouts"): 1376×768 shots of 16 latent
+frames (24×43 grid) with reference + LTM + STM memory = 23,736 video tokens per shot, 3-shot stories (9 fit too:
+`--config.story.max_shots=9`; shorter stories are padded to max_shots and pay its compute), bf16 compute, fp32 master
+weights + AdamW, remat "full", one story per (data × fsdp) group, each story's tokens split over `context`
+(context-parallel attention, ltx/context_parallel.py) with the weights sharded over fsdp × context
+(`sharding_rules="fsdp_context"`). Every config uses `attention="auto"`: Pallas splash attention on TPU, cuDNN on
 GPU (bf16) — neither timed on a device yet.
-Longer stories (k > 3 on 64×H100, k > 5 elsewhere) should set `loss.remat_shots=True` (recompute each shot in the
-backward) — not yet measured on a device.
+
+Multi-host layout (docs/launch.md): `build_mesh` lays `jax.devices()` (process-major) out as data × fsdp × context ×
+tensor, so the innermost axes (context, tensor) stay inside a host or a slice's ICI neighbourhood and fsdp / data
+span hosts. On a single TPU slice (v5p-64, v5p-128) every axis is on ICI. Several slices (multislice) would put
+`data` over DCN (one data group per slice) and keep fsdp / context inside each slice; on GPU clusters context ≤ 8
+stays on NVLink inside a node and fsdp crosses nodes over InfiniBand.
 """
 
 import ml_collections
@@ -17,7 +21,7 @@ from configs import ltx23_22b
 
 
 def make_config(*, mesh: dict, batch_size: int, attention: str = "auto", attention_chunk: int = 512,
-                distributed: bool, max_shots: int = 3) -> ml_collections.ConfigDict:
+                distributed: bool, max_shots: int = 3, sharding_rules: str = "fsdp_context") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.model_type = "audio_video"
     c.transformer = ltx23_22b.get_config().transformer
@@ -40,7 +44,12 @@ def make_config(*, mesh: dict, batch_size: int, attention: str = "auto", attenti
     c.data = ml_collections.ConfigDict(dict(source="random", records=1024, seed=0, worker_count=4))  # set: manifest
     c.mesh = ml_collections.ConfigDict(mesh)
     c.distributed = distributed
-    c.sharding_rules = "default"  # "fsdp_context" also shards weights over the context axis
+    # jax.distributed.initialize arguments ("" / -1: from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+    # JAX_PROCESS_ID, else JAX's cluster detection: Cloud TPU VMs, SLURM; docs/launch.md)
+    c.distributed_coordinator = ""
+    c.distributed_num_processes = -1
+    c.distributed_process_id = -1
+    c.sharding_rules = sharding_rules  # "fsdp_context": weights over fsdp × context; "default": over fsdp only
     c.steps = 20_000
     c.batch_size = batch_size  # global: one story per data × fsdp group
     c.checkpoint_every = 500

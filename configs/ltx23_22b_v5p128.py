@@ -1,14 +1,14 @@
-"""LTX-2.3 22B Shots-Forcing training on TPU v5p-128 (128 chips × 95 GiB): mesh data=2 fsdp=64 context=1 tensor=1, global batch 128.
+"""LTX-2.3 22B Shots-Forcing training on a TPU v5p-128 slice: 64 chips (one 4×4×4 cube) on 16 hosts, 95 GB HBM each.
+Mesh data=1 fsdp=16 context=4 tensor=1 (all on ICI), weights over fsdp × context (`fsdp_context`), global batch 16,
+splash attention.
 
-Planned per-device memory (RESULTS.md, "22B training memory plan"): ~5 GB weights + AdamW + gradients (FSDP over 64, replicated over 2 data groups), ~50 GB activations (3 shots,
-remat full) ≈ 55 GB of 102 GB; up to 5 shots.
-    unityshots train --config configs/ltx23_22b_v5p128.py --workdir DIR --config.init.ltx_checkpoint=CONVERTED \
-        --config.data.source=MANIFEST
+Per-device memory read from the compiled step (XLA:CPU forced 64-device mesh, `flash` standing in for splash;
+RESULTS.md "22B recipe"): k=3 shots {K3}; k=9 shots {K9}. Step time at 40 % MFU: {T3}.
+Launch: as configs/ltx23_22b_v5p64.py (docs/launch.md), `--worker=all`.
 """
 
 from configs.ltx23_22b_train_common import make_config
 
 
 def get_config():
-    return make_config(mesh=dict(data=2, fsdp=64, context=1, tensor=1), batch_size=128,
-                       distributed=True)
+    return make_config(mesh=dict(data=1, fsdp=16, context=4, tensor=1), batch_size=16, distributed=True)

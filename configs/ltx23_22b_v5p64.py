@@ -1,13 +1,17 @@
-"""LTX-2.3 22B Shots-Forcing training on TPU v5p-64 (64 chips × 95 GiB): mesh data=1 fsdp=64 context=1 tensor=1, global batch 64.
+"""LTX-2.3 22B Shots-Forcing training on a TPU v5p-64 slice: 32 chips (v5p-N counts TensorCores, 2 per chip) on
+8 hosts, 95 GB HBM each. Mesh data=1 fsdp=8 context=4 tensor=1 (all on the slice's ICI), weights over fsdp × context
+(`fsdp_context`), global batch 8 (one story per fsdp group, its 23.7k tokens per shot split 4 ways), splash attention.
 
-Planned per-device memory (RESULTS.md, "22B training memory plan"): ~5 GB weights + AdamW + gradients, ~50 GB activations (3 shots, remat full) ≈ 55 GB of 102 GB; up to 5 shots.
-    unityshots train --config configs/ltx23_22b_v5p64.py --workdir DIR --config.init.ltx_checkpoint=CONVERTED \
-        --config.data.source=MANIFEST
+Per-device memory read from the compiled step (XLA:CPU forced 32-device mesh, `flash` standing in for splash;
+RESULTS.md "22B recipe"): k=3 shots {K3}; k=9 shots {K9}. Step time at 40 % MFU: {T3}.
+Launch (docs/launch.md), on every host of the slice at once:
+    gcloud compute tpus tpu-vm ssh $TPU --worker=all --command="cd unityshots-jax && unityshots train \
+        --config configs/ltx23_22b_v5p64.py --workdir gs://BUCKET/run1 --config.init.ltx_checkpoint=CONVERTED \
+        --config.data.source=gs://BUCKET/stories/manifest.json"
 """
 
 from configs.ltx23_22b_train_common import make_config
 
 
 def get_config():
-    return make_config(mesh=dict(data=1, fsdp=64, context=1, tensor=1), batch_size=64,
-                       distributed=True)
+    return make_config(mesh=dict(data=1, fsdp=8, context=4, tensor=1), batch_size=8, distributed=True)

@@ -39,12 +39,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 GiB = 1024**3
 
-# target: (HBM per chip in GiB, chips)
+# target: (HBM per chip in GiB, chips, bf16 dense peak TFLOP/s). A v5p-N slice has N TensorCores = N/2 chips (one
+# JAX device per chip, megacore): v5p-64 is 32 chips on 8 hosts, v5p-128 is 64 chips on 16 hosts (one cube).
 TARGETS = {
-    "v5p-64": (95.0, 64),
-    "v5p-128": (95.0, 128),
-    "8xH200": (141e9 / GiB, 8),
-    "64xH100": (80e9 / GiB, 64),
+    "v5p-64": (95e9 / GiB, 32, 459.0),
+    "v5p-128": (95e9 / GiB, 64, 459.0),
+    "8xH200": (141e9 / GiB, 8, 989.0),
+    "64xH100": (80e9 / GiB, 64, 989.0),
 }
 CANDIDATES = [
     # (name, target, mesh dict, rules)
@@ -53,10 +54,10 @@ CANDIDATES = [
     ("64xH100 fsdp64", "64xH100", dict(data=1, fsdp=64, context=1, tensor=1), "default"),
     ("64xH100 dp2 fsdp32", "64xH100", dict(data=2, fsdp=32, context=1, tensor=1), "default"),
     ("64xH100 fsdp16 ctx4", "64xH100", dict(data=1, fsdp=16, context=4, tensor=1), "fsdp_context"),
-    ("v5p-64 fsdp64", "v5p-64", dict(data=1, fsdp=64, context=1, tensor=1), "default"),
-    ("v5p-128 fsdp128", "v5p-128", dict(data=1, fsdp=128, context=1, tensor=1), "default"),
-    ("v5p-128 dp2 fsdp64", "v5p-128", dict(data=2, fsdp=64, context=1, tensor=1), "default"),
-    ("v5p-128 fsdp32 ctx4", "v5p-128", dict(data=1, fsdp=32, context=4, tensor=1), "fsdp_context"),
+    ("v5p-64 fsdp32", "v5p-64", dict(data=1, fsdp=32, context=1, tensor=1), "default"),
+    ("v5p-64 fsdp8 ctx4", "v5p-64", dict(data=1, fsdp=8, context=4, tensor=1), "fsdp_context"),
+    ("v5p-128 fsdp64", "v5p-128", dict(data=1, fsdp=64, context=1, tensor=1), "default"),
+    ("v5p-128 fsdp16 ctx4", "v5p-128", dict(data=1, fsdp=16, context=4, tensor=1), "fsdp_context"),
 ]
 
 
@@ -84,7 +85,8 @@ def worker(args) -> dict:
     from configs import ltx23_22b
     from unityshots_jax.config_files import model_config
     from unityshots_jax.ltx.config import ExecutionConfig
-    from unityshots_jax.sharding import DEFAULT_RULES, build_mesh, use_mesh
+    from unityshots_jax.ltx.flops import train_flops
+    from unityshots_jax.sharding import build_mesh, rules_preset, use_mesh
     from unityshots_jax.story.story_config import StoryConfig
     from unityshots_jax.story.story_model import abstract_story_model
     from unityshots_jax.train.optimizer import OptimizerConfig
@@ -94,9 +96,7 @@ def worker(args) -> dict:
 
     t_start = time.perf_counter()
     mesh_shape = json.loads(args.mesh)
-    rules = DEFAULT_RULES
-    if args.rules == "fsdp_context":
-        rules = tuple((k, ("fsdp", "context") if k == "embed" else v) for k, v in DEFAULT_RULES)
+    rules = rules_preset(args.rules)
     cfg = ltx23_22b.get_config()
     cfg.transformer["num_layers"] = args.layers
     ltx = model_config(cfg)
@@ -104,7 +104,7 @@ def worker(args) -> dict:
                         text_tokens=args.text_tokens)
     execution = ExecutionConfig(attention=args.attention, attention_chunk=args.chunk, remat=args.remat,
                                 dtype="bfloat16")
-    step_cfg = StepConfig(loss=LossConfig(loss_on="all"), optimizer=OptimizerConfig(), execution=execution)
+    step_cfg = StepConfig(loss=LossConfig(loss_on="all", remat_shots=args.remat_shots), optimizer=OptimizerConfig(), execution=execution)
     mesh = build_mesh(mesh_shape)
     batch = mesh_shape["data"] * mesh_shape["fsdp"]
 
@@ -145,13 +145,16 @@ def worker(args) -> dict:
                    for x, s in zip(jax.tree.leaves(tree), jax.tree.leaves(sh)))
 
     out = {
-        "layers": args.layers, "shots": args.shots, "remat": args.remat, "mesh": mesh_shape, "rules": args.rules,
+        "layers": args.layers, "shots": args.shots, "remat": args.remat, "remat_shots": args.remat_shots, "mesh": mesh_shape, "rules": args.rules,
         "devices": args.devices, "platform": str(jax.devices()[0].platform), "global_batch": batch, "attention": f"{args.attention}/{args.chunk}",
         "params_B": n_params / 1e9, "video_tokens_per_shot": story.video_tokens,
         "audio_tokens_per_shot": story.audio_tokens, "text_tokens": story.text_tokens,
         "param_bytes": per_device(state_shape.trainable, state_sh.trainable),
         "opt_bytes": per_device(state_shape.opt_state, state_sh.opt_state),
         "batch_bytes": per_device(batch_shape, batch_sh),
+        # model FLOPs of one story shot (forward + backward = 3 x forward, ltx/flops.py); the step trains
+        # global_batch stories of `shots` shots each
+        "train_flops_per_shot": train_flops(ltx, story.video_tokens, story.audio_tokens, story.text_tokens),
     }
     replicated = NamedSharding(mesh, PartitionSpec())
     jitted = jax.jit(lambda s, b: train_step(s, b, graphdef, step_cfg), in_shardings=(state_sh, batch_sh),
@@ -176,10 +179,10 @@ def worker(args) -> dict:
 # ------------------------------------------------------------------------------------------------------- driver
 def run_worker(mesh: dict, rules: str, remat: str, args) -> dict:
     devices = mesh["data"] * mesh["fsdp"] * mesh["context"] * mesh["tensor"]
-    cmd = [sys.executable, __file__, "--worker", "--devices", str(devices), "--mesh", json.dumps(mesh),
+    cmd = ["nice", "-n", "10", sys.executable, __file__, "--worker", "--devices", str(devices), "--mesh", json.dumps(mesh),
            "--rules", rules, "--remat", remat, "--layers", str(args.layers), "--shots", str(args.shots),
            "--attention", args.attention, "--chunk", str(args.chunk), "--text-tokens", str(args.text_tokens),
-           "--platform", args.platform]
+           "--platform", args.platform] + (["--remat-shots"] if args.remat_shots else [])
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     for line in proc.stdout.splitlines()[::-1]:
@@ -194,8 +197,10 @@ def main() -> None:
     p.add_argument("--devices", type=int, default=8)
     p.add_argument("--mesh", default='{"data": 1, "fsdp": 8, "context": 1, "tensor": 1}')
     p.add_argument("--rules", default="default", choices=("default", "fsdp_context"))
+    p.add_argument("--mfu", type=float, default=0.40, help="assumed model-FLOPs utilisation for the step time")
     p.add_argument("--remat", default="full,dots,none")
     p.add_argument("--layers", type=int, default=48)
+    p.add_argument("--remat-shots", action="store_true", help="loss.remat_shots: recompute each shot in the backward")
     p.add_argument("--shots", type=int, default=3)
     p.add_argument("--text-tokens", type=int, default=1024)
     p.add_argument("--attention", default="flash")
@@ -239,15 +244,26 @@ def main() -> None:
             r = run_worker(mesh, rules, remat, args)
             r.update(name=name, target=target, wall_s=time.perf_counter() - t0)
             if "peak_bytes" in r:
-                hbm = TARGETS[target][0]
+                hbm, chips, peak = TARGETS[target]
                 r["hbm_gib"] = hbm
                 r["fits"] = r["peak_bytes"] / GiB <= args.headroom * hbm
+                r.update(step_estimate(r, chips, peak, args.mfu))
             rows.append(r)
             print(json.dumps(r), flush=True)
             if args.out:
                 with open(args.out, "a") as f:
                     f.write(json.dumps(r) + "\n")
     print_table(rows, args)
+
+
+def step_estimate(r: dict, chips: int, peak_tflops: float, mfu: float) -> dict:
+    """Model FLOPs of one step (global batch x shots x 3 x forward) and its time on `chips` at `mfu` of peak.
+    Remat "full" adds one forward (hardware FLOPs 4/3 of model FLOPs) and `remat_shots` one more; MFU counts model
+    FLOPs only, so recomputation shows up as a lower MFU, not as more FLOPs."""
+    model = r["global_batch"] * r["shots"] * r["train_flops_per_shot"]
+    per_chip = model / chips
+    seconds = per_chip / (peak_tflops * 1e12 * mfu)
+    return {"step_pflop": model / 1e15, "mfu": mfu, "step_s": seconds, "stories_per_s": r["global_batch"] / seconds}
 
 
 def analytic(args) -> None:

@@ -52,3 +52,24 @@ def test_bad_overrides_name_the_key(override, words):
 def test_missing_config_file():
     with pytest.raises(ConfigFileError, match="not found"):
         load_config("configs/does_not_exist.py")
+
+
+# the ready 22B training configs: (file, devices, hosts) — v5p-N has N TensorCores = N/2 chips, 4 chips per host
+READY_22B = [("configs/ltx23_22b_v5p64.py", 32, 8), ("configs/ltx23_22b_v5p128.py", 64, 16),
+             ("configs/ltx23_22b_8xh200.py", 8, 1), ("configs/ltx23_22b_64xh100.py", 64, 8)]
+
+
+@pytest.mark.parametrize("path, devices, hosts", READY_22B)
+def test_ready_22b_configs_match_their_hardware(path, devices, hosts):
+    from unityshots_jax.sharding import rules_preset
+    from unityshots_jax.train.distributed import initialize_args
+    from unityshots_jax.train.train_config import run_config
+
+    config = load_config(path, ["--config.distributed_process_id=0"])  # the launch keys exist and are overridable
+    run = run_config(config)
+    m = run.mesh
+    assert m["data"] * m["fsdp"] * m["context"] * m["tensor"] == devices
+    assert run.batch_size == m["data"] * m["fsdp"] and run.batch_size % hosts == 0  # one story per fsdp group
+    assert run.distributed == (hosts > 1) and run.step.execution.attention == "auto"
+    rules_preset(run.sharding_rules)
+    assert initialize_args(config, {}) == {"process_id": 0}

@@ -15,7 +15,6 @@ programs between runs (see tests/helpers/training_runs.py).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -236,12 +235,10 @@ def cmd_train(workdir: str, overrides) -> None:
 
 
 def cmd_dtrain(workdir: str, port: str, pid: str, nproc: str, overrides) -> None:
-    # trainer.train calls jax.distributed.initialize() without arguments (cluster auto-detection only); a plain
-    # machine has no cluster environment, so pass the coordinator and process ids through a partial.
+    # the launch path docs/launch.md documents for a plain machine (no cluster environment to detect): the
+    # coordinator, process count and id in JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize = functools.partial(
-        jax.distributed.initialize, coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc),
-        process_id=int(pid), initialization_timeout=60)
+    os.environ.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=nproc, JAX_PROCESS_ID=pid)
     _compile_then_barrier()
     config, _ = run_of([*overrides, "--config.distributed=True"])
     _report_train(workdir, config)

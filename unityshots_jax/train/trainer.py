@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from unityshots_jax.sharding import build_mesh, rules_preset, use_mesh
 from unityshots_jax.story.story_model import abstract_story_model, build_story_model
+from unityshots_jax.train.distributed import initialize_args
 from unityshots_jax.train.lora import init_lora
 from unityshots_jax.train.shots_forcing import TrainBatch, to_device
 from unityshots_jax.train.train_config import RunConfig, TrainConfigError, run_config
@@ -153,12 +154,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     """Run (or resume) training; returns the last step's metrics."""
     run = run_config(config)
     if run.distributed:
-        # On detected clusters (SLURM, TPU pods, …) JAX finds everything itself; elsewhere give
-        # config.distributed_coordinator / _num_processes / _process_id.
-        kwargs = {k: v for k, v in (("coordinator_address", config.get("distributed_coordinator")),
-                                    ("num_processes", config.get("distributed_num_processes")),
-                                    ("process_id", config.get("distributed_process_id"))) if v not in (None, "")}
-        jax.distributed.initialize(**kwargs)
+        # On detected clusters (Cloud TPU VMs, SLURM, …) JAX finds everything itself; elsewhere the config or
+        # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID give them (train/distributed.py).
+        jax.distributed.initialize(**initialize_args(config))
     workdir = os.path.abspath(workdir)
     _check_workdir(workdir, config)
     mesh = build_mesh(run.mesh)
