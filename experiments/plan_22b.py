@@ -19,6 +19,11 @@ Caveats: XLA:CPU's buffer assignment and fusion are not those of XLA:GPU / XLA:T
 bf16 ops to f32, inflating temps); attention is the pure-JAX `flash` kernel (keeps only output + log-sum-exp for
 the backward, like cuDNN / splash), so attention scores are never stored.
 
+Recipe (RESULTS.md, "22B recipe"): one compile per (target, k), one at a time, under `nice`:
+    python experiments/plan_22b.py --only "v5p-64 fsdp8 ctx4" --remat full --shots 3 --out recipe.jsonl
+    python experiments/plan_22b.py --table recipe.jsonl       # markdown rows, with the step time at --mfu
+v5p-N counts TensorCores: v5p-64 is 32 chips (JAX devices), v5p-128 is 64.
+
 Rules: `--rules default` is `unityshots_jax.sharding.DEFAULT_RULES` (weights FSDP-sharded over `fsdp` only);
 `--rules fsdp_context` shards the weights' embed dim over (fsdp, context) as maxdiffusion does
 (`embed → [context, fsdp]`), so a context-parallel group does not replicate the weights.
@@ -54,6 +59,9 @@ CANDIDATES = [
     ("64xH100 fsdp64", "64xH100", dict(data=1, fsdp=64, context=1, tensor=1), "default"),
     ("64xH100 dp2 fsdp32", "64xH100", dict(data=2, fsdp=32, context=1, tensor=1), "default"),
     ("64xH100 fsdp16 ctx4", "64xH100", dict(data=1, fsdp=16, context=4, tensor=1), "fsdp_context"),
+    # weights inside a node (fsdp 2 x context 4 over NVLink), data across the 8 nodes: InfiniBand carries only the
+    # per-step gradient all-reduce, not per-layer weight gathers
+    ("64xH100 dp8 fsdp2 ctx4", "64xH100", dict(data=8, fsdp=2, context=4, tensor=1), "fsdp_context"),
     ("v5p-64 fsdp32", "v5p-64", dict(data=1, fsdp=32, context=1, tensor=1), "default"),
     ("v5p-64 fsdp8 ctx4", "v5p-64", dict(data=1, fsdp=8, context=4, tensor=1), "fsdp_context"),
     ("v5p-128 fsdp64", "v5p-128", dict(data=1, fsdp=64, context=1, tensor=1), "default"),
@@ -213,7 +221,11 @@ def main() -> None:
     p.add_argument("--headroom", type=float, default=0.85, help="usable fraction of device memory")
     p.add_argument("--timeout", type=int, default=1800)
     p.add_argument("--out", default="", help="append each result as a JSON line to this file")
+    p.add_argument("--table", default="", help="print the markdown recipe table of a --out file and exit")
     args = p.parse_args()
+    if args.table:
+        recipe_table(args.table)
+        return
     if args.worker:
         print("RESULT " + json.dumps(worker(args)), flush=True)
         return
@@ -295,6 +307,25 @@ def analytic(args) -> None:
         print(f"{name} | {hbm / 1e9:.0f} | {'/'.join(str(mesh[a]) for a in ('data', 'fsdp', 'context', 'tensor'))} | {shards} | "
               f"{static / 1e9:.1f} | {act / 1e9:.1f} | {(static + act) / 1e9:.1f} | {(static + act) / hbm:.0%} | "
               f"{max_shots} | {remat9 / 1e9:.1f}")
+
+
+def recipe_table(path: str) -> None:
+    """Markdown rows of the compiled candidates in `path` (JSON lines written by --out)."""
+    print("| target | mesh d/f/c/t | rules | batch | shots | remat | params+AdamW | argument | temp | peak | HBM | "
+          "use | step PFLOP | step @ MFU | stories/s | compile |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    for r in rows:
+        if "peak_bytes" not in r:
+            continue
+        m, g = r["mesh"], (lambda b: f"{b / GiB:.1f}")  # noqa: E731
+        remat = r["remat"] + (" + shots" if r.get("remat_shots") else "")
+        print(f"| {r['target']} | {'/'.join(str(m[a]) for a in ('data', 'fsdp', 'context', 'tensor'))} | {r['rules']} | "
+              f"{r['global_batch']} | {r['shots']} | {remat} | {g(r['param_bytes'] + r['opt_bytes'])} | "
+              f"{g(r['argument_bytes'])} | {g(r['temp_bytes'])} | **{g(r['peak_bytes'])}** | {r['hbm_gib']:.1f} | "
+              f"{r['peak_bytes'] / GiB / r['hbm_gib']:.0%} | {r['step_pflop']:.1f} | {r['step_s']:.1f} s @ "
+              f"{r['mfu']:.0%} | {r['stories_per_s']:.2f} | {r['compile_s']:.0f} s |")
 
 
 def print_table(rows, args) -> None:

@@ -246,35 +246,30 @@ def cmd_dtrain(workdir: str, port: str, pid: str, nproc: str, overrides) -> None
 
 
 def _compile_then_barrier() -> None:
-    """Make the trainer compile its step ahead of time and wait for every process before the first step.
+    """Make the trainer's meeting after its ahead-of-time compile the distributed runtime's own barrier.
 
     Gloo sets up its CPU collectives at the first cross-process computation and gives up after 30 s
     (DEADLINE_EXCEEDED on key cpu:gloo/...), which a cold compile on a loaded machine easily exceeds when one process
-    finishes compiling well before the other. The barrier is the distributed runtime's own (no gloo involved).
+    finishes compiling well before the other; the trainer's `multihost_utils.sync_global_devices` is such a
+    computation on CPU. The runtime's barrier involves no gloo (TPU / GPU collectives have no such short deadline).
     """
     from jax._src import distributed
+    from jax.experimental import multihost_utils
 
-    from unityshots_jax.sharding import DEFAULT_RULES, use_mesh
-    from unityshots_jax.train import trainer
+    def barrier(name: str) -> None:
+        distributed.global_state.client.wait_at_barrier(name, 600_000)
 
-    original = trainer.make_train_step
+    multihost_utils.sync_global_devices = barrier
+    # the trainer's first cross-process computation is the device_put of the initial state (JAX checks that
+    # every process passes the same values): meet before it too
+    put, calls = jax.device_put, [0]
 
-    def make(graphdef, cfg, mesh, state_sh, batch_sh, *args, **kwargs):
-        step = original(graphdef, cfg, mesh, state_sh, batch_sh, *args, **kwargs)
-        compiled = {}
+    def device_put(*args, **kwargs):
+        calls[0] += 1
+        barrier(f"unityshots_device_put_{calls[0]}")
+        return put(*args, **kwargs)
 
-        rules = args[0] if args else kwargs.get("rules", DEFAULT_RULES)
-
-        def run(state, batch):
-            with use_mesh(mesh, rules):
-                if not compiled:
-                    compiled["fn"] = step.jitted.lower(state, batch).compile()
-                    distributed.global_state.client.wait_at_barrier("unityshots_step_compiled", 600_000)
-                return compiled["fn"](state, batch)
-
-        return run
-
-    trainer.make_train_step = make
+    jax.device_put = device_put
 
 
 def main(argv: list[str]) -> None:
