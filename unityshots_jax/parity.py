@@ -108,7 +108,6 @@ def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, a
     tolerance `TOLERANCE["bfloat16"]` (the same function with the bf16 run as truth and c = 0).
     """
     from unityshots_jax.reference.ltx_reference import load_reference
-    from unityshots_jax.reference.run_reference import run_reference
     from unityshots_jax.reference.verify_cases import make_verify_cases
 
     if dtype not in TOLERANCE:
@@ -118,14 +117,15 @@ def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, a
     if full != meta["checkpoint_config"]:
         raise CheckpointError(f"{src}: its metadata['config'] differs from the one {converted} was converted from")
     cfg, graphdef, params = load_flax(converted, dtype)
-    reference = load_reference(src, dtype, model_type=cfg.model_type)
-    reference64 = load_reference(src, "float64", model_type=cfg.model_type) if dtype == "float32" else None
-    transformer = meta["checkpoint_config"]["transformer"]
+    cases = cases_for_model(make_verify_cases(meta["checkpoint_config"]["transformer"], seed, dtype=dtype), cfg.model_type)
+    # one reference model in memory at a time (a float64 22B needs ~180 GB of host memory on its own)
+    refs = _reference_outputs(load_reference(src, dtype, model_type=cfg.model_type), cases, dtype)
+    truths = refs
+    if dtype == "float32":
+        truths = _reference_outputs(load_reference(src, "float64", model_type=cfg.model_type), cases, "float64")
     execution = ExecutionConfig(attention=attention, dtype=dtype)
     rows: list[Row] = []
-    for case in cases_for_model(make_verify_cases(transformer, seed, dtype=dtype), cfg.model_type):
-        refs = run_reference(reference, case, dtype)
-        truths = refs if reference64 is None else run_reference(reference64, case, "float64")
+    for case, ref_pair, truth_pair in zip(cases, refs, truths):
         ours = forward(
             graphdef,
             params,
@@ -134,13 +134,20 @@ def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, a
             Perturbations.from_spec(case.perturbations, cfg.num_layers),
             execution,
         )
-        for name, ref, truth, out in zip(("video", "audio"), refs, truths, ours):
+        for name, ref, truth, out in zip(("video", "audio"), ref_pair, truth_pair, ours):
             if ref is None:
                 continue
             out = np.asarray(jnp.asarray(out, jnp.float32))
-            c = C if reference64 is not None else 0.0
+            c = C if dtype == "float32" else 0.0
             rows.append(Row(case.name, name, parity(f"{case.name}/{name}", out, ref, truth, rel=TOLERANCE[dtype], c=c)))
     return rows
+
+
+def _reference_outputs(model, cases: list, dtype: str) -> list:
+    """ltx-core's (video, audio) outputs per case; `model` is dropped afterwards."""
+    from unityshots_jax.reference.run_reference import run_reference
+
+    return [run_reference(model, case, dtype) for case in cases]
 
 
 def format_rows(rows: list[Row], dtype: str) -> str:
