@@ -101,6 +101,9 @@ def load_story_model(path: str, *, overrides: dict | None = None) -> LoadedStory
     path = os.path.abspath(path)
     file_path = os.path.join(path, FILENAME) if os.path.isdir(path) else path
     if not os.path.exists(file_path):
+        if os.path.exists(os.path.join(path, "config.json")):
+            raise CheckpointError(f"{path}: a training workdir, not a packaged model; load it with "
+                                  "unityshots_jax.train.package.load_trained_model or package it (unityshots package)")
         raise CheckpointError(f"{path}: no {FILENAME} and not a training workdir (config.json + checkpoints/)")
     f = SafetensorsFile(file_path)
     if f.metadata.get("format") != FORMAT or f.metadata.get("version") != VERSION:
