@@ -27,6 +27,7 @@ def test_22b_config_has_the_real_parameter_count():
     assert _param_count(LTXConfig.from_checkpoint_config(LTX23_TRANSFORMER_CONFIG))[0] == count
 
 
+@pytest.mark.unit
 def test_tiny_config_and_overrides():
     cfg = load_config("configs/tiny.py", ["--config.transformer.num_layers=3", "--config.execution.attention=dense"])
     model = model_config(cfg)
@@ -35,6 +36,7 @@ def test_tiny_config_and_overrides():
     assert dataclasses.asdict(model)["rope_type"] == "split"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "override, words",
     [
@@ -49,6 +51,7 @@ def test_bad_overrides_name_the_key(override, words):
         load_config("configs/tiny.py", [override])
 
 
+@pytest.mark.unit
 def test_missing_config_file():
     with pytest.raises(ConfigFileError, match="not found"):
         load_config("configs/does_not_exist.py")

@@ -95,8 +95,3 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
         return x
     mesh, rules = active
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(names, rules)))
-
-
-def named_sharding(mesh: Mesh, names: Sequence[str | None], rules: Sequence[tuple[str, object]] = DEFAULT_RULES) -> NamedSharding:
-    """NamedSharding on `mesh` for an array with logical axis `names`."""
-    return NamedSharding(mesh, logical_to_spec(names, rules))

@@ -242,42 +242,10 @@ def cmd_dtrain(workdir: str, port: str, pid: str, nproc: str, overrides) -> None
     jax.distributed.initialize = functools.partial(
         jax.distributed.initialize, coordinator_address=f"127.0.0.1:{port}", num_processes=int(nproc),
         process_id=int(pid), initialization_timeout=60)
-    _compile_then_barrier()
+    # the trainer itself compiles its step ahead of time and meets the other processes before the first step
     config, _ = run_of([*overrides, "--config.distributed=True"])
     _report_train(workdir, config)
     jax.distributed.shutdown()
-
-
-def _compile_then_barrier() -> None:
-    """Make the trainer compile its step ahead of time and wait for every process before the first step.
-
-    Gloo sets up its CPU collectives at the first cross-process computation and gives up after 30 s
-    (DEADLINE_EXCEEDED on key cpu:gloo/...), which a cold compile on a loaded machine easily exceeds when one process
-    finishes compiling well before the other. The barrier is the distributed runtime's own (no gloo involved).
-    """
-    from jax._src import distributed
-
-    from unityshots_jax.sharding import DEFAULT_RULES, use_mesh
-    from unityshots_jax.train import trainer
-
-    original = trainer.make_train_step
-
-    def make(graphdef, cfg, mesh, state_sh, batch_sh, *args, **kwargs):
-        step = original(graphdef, cfg, mesh, state_sh, batch_sh, *args, **kwargs)
-        compiled = {}
-
-        rules = args[0] if args else kwargs.get("rules", DEFAULT_RULES)
-
-        def run(state, batch):
-            with use_mesh(mesh, rules):
-                if not compiled:
-                    compiled["fn"] = step.jitted.lower(state, batch).compile()
-                    distributed.global_state.client.wait_at_barrier("unityshots_step_compiled", 600_000)
-                return compiled["fn"](state, batch)
-
-        return run
-
-    trainer.make_train_step = make
 
 
 def main(argv: list[str]) -> None:

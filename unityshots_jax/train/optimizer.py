@@ -53,11 +53,6 @@ def learning_rates(cfg: OptimizerConfig) -> dict[str, optax.Schedule]:
     }
 
 
-def trainable_groups(cfg: OptimizerConfig, groups: tuple[str, ...]) -> tuple[str, ...]:
-    """The groups that get gradients: all but a frozen backbone."""
-    return tuple(g for g in groups if not (g == "backbone" and cfg.freeze_backbone))
-
-
 def build_optimizer(cfg: OptimizerConfig, groups: tuple[str, ...]) -> optax.GradientTransformation:
     """Clip by global norm over the trainable groups `groups`, then AdamW with each group's schedule.
 
