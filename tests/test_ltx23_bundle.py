@@ -65,6 +65,7 @@ def test_bundle_components_satisfy_the_protocols(bundle):
     assert (bundle.audio.latent_channels, bundle.audio.output_sample_rate, bundle.audio.channels) == (AUDIO_C, 48000, 2)
     assert bundle.audio.latent_rate == 25.0 and bundle.audio.has_bwe
     assert (bundle.text.tokens, bundle.text.video_dim, bundle.text.audio_dim) == (TOKENS, 32, 16)
+    assert bundle.text.truncated(" ".join(["pip"] * TOKENS)) and not bundle.text.truncated("pip jumps")
     latents = np.random.default_rng(0).standard_normal((2, 2, 3, VIDEO_C)).astype(np.float32)
     assert bundle.video.upsample(latents).shape == (2, 4, 6, VIDEO_C)
 
@@ -180,6 +181,28 @@ def test_video_decode_of_the_combined_file_matches_ltx_core(bundle, stack):
     to_frames = lambda y: np.clip((y[0].transpose(1, 2, 3, 0) + 1.0) / 2.0, 0.0, 1.0)  # noqa: E731
     assert_parity("combined file: decode", bundle.video.decode(latents), to_frames(ref["float32"]),
                   to_frames(ref["float64"]))
+
+
+def test_converted_directory_gives_the_same_bundle(bundle, stack, tmp_path):
+    """`unityshots convert`'s directory holds the media and connector tensors verbatim: same parameters, same
+    contexts."""
+    import jax
+    from flax import nnx
+
+    from unityshots_jax.checkpoint.ltx_convert import convert
+
+    converted = str(tmp_path / "converted")
+    convert(stack[0], converted, progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNITYSHOTS_TEXT_CACHE", "")
+        other = build_codecs("ltx23", dataclasses.replace(stack[3], weights=converted))
+    for a, b in ((bundle.video.decoder, other.video.decoder), (bundle.video.encoder, other.video.encoder),
+                 (bundle.video.upsampler, other.video.upsampler), (bundle.audio.encoder, other.audio.encoder),
+                 (bundle.audio.decoder, other.audio.decoder), (bundle.audio.vocoder, other.audio.vocoder)):
+        la, lb = jax.tree.leaves(nnx.state(a)), jax.tree.leaves(nnx.state(b))
+        assert len(la) == len(lb) > 0 and all(np.array_equal(x, y) for x, y in zip(la, lb))
+    caption = ["pip walks right"]
+    np.testing.assert_array_equal(other.text.encode(caption).video, bundle.text.encode(caption).video)
 
 
 def _rewrite(src: str, dst: str, edit) -> str:
