@@ -62,7 +62,8 @@ def write_weights(root: str, s: dict) -> tuple[str, str]:
     video = os.path.join(root, "vae.safetensors")
     write_tiny_vae(video, ltx23_tiny(**s["vae"]), seed=0)
     audio = os.path.join(root, "audio.safetensors")
-    config = {"audio_vae": tiny_audio.tiny_audio_vae(**s["audio"]), "vocoder": tiny_audio.tiny_vocoder_bwe(**s["vocoder"])}
+    config = {"audio_vae": tiny_audio.tiny_audio_vae(**s["audio"]),
+              "vocoder": tiny_audio.tiny_vocoder_bwe(**s["vocoder"])}
     tiny_audio.save_official(tiny_audio.build_random_audio(config, 1), config, audio)
     return video, audio
 
@@ -272,7 +273,8 @@ def main() -> None:
     if diffs is not None:
         result["max_rel_diff"] = diffs
         result["check_ok"] = all(d < 1e-3 for d in diffs.values())
-    print(f"{'task':<14}{'ours s':>10}{'ref s':>10}{'ratio':>8}{'ours MB':>10}{'ref MB':>10}  (MB: peak RSS while running)")
+    print(f"{'task':<14}{'ours s':>10}{'ref s':>10}{'ratio':>8}{'ours MB':>10}{'ref MB':>10}"
+          "  (MB: peak RSS while running)")
     for task in TASKS:
         row = result["summary"][task]
         print(f"{task:<14}{row['ours']['median_s']:>10.4f}{row['reference']['median_s']:>10.4f}"
