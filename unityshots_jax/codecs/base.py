@@ -119,7 +119,8 @@ class CodecRequest:
     video_context_dim / audio_context_dim / text_tokens: the transformer's context widths and length;
     weights: a converted LTX directory (or official file) holding the VAE / vocoder / connector tensors, when the
     codec needs weights; text_encoder_dir: a Hugging Face text-encoder directory, when it needs one;
-    dtype: activation dtype of learned codecs.
+    dtype: activation dtype of learned codecs;
+    upsampler: the ×2 spatial latent upsampler file, for codecs that offer one (two-stage generation).
     """
 
     latent_grid: tuple[int, int, int, int]
@@ -129,6 +130,7 @@ class CodecRequest:
     weights: str | None = None
     text_encoder_dir: str | None = None
     dtype: str = "float32"
+    upsampler: str | None = None
 
 
 CodecFactory = Callable[[CodecRequest], CodecBundle]
