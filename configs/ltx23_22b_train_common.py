@@ -19,6 +19,8 @@ def make_config(*, mesh: dict, batch_size: int, attention: str, attention_chunk:
                 distributed: bool, max_shots: int = 3) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.model_type = "audio_video"
+    # the codec bundle (unityshots_jax.codecs) the latents and text contexts come from; packaged into the model
+    c.codec = "ltx23"
     c.transformer = ltx23_22b.get_config().transformer
     c.execution = ml_collections.ConfigDict(dict(attention=attention, attention_chunk=attention_chunk, remat="full",
                                                  dtype="bfloat16"))

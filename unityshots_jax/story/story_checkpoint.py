@@ -4,7 +4,9 @@
 run kept them) and writes `out_dir/model.safetensors`: every parameter as float32 under its path in the
 StoryModel's pure dict ("backbone/…", "memory/…"), LoRA folded in, and header metadata
 {"format": "unityshots.story-model", "version": "1", "config": the run's model_type / transformer / story /
-execution sections as JSON, "meta": JSON (codec, steps, final loss, the commands that made it)}.
+execution sections as JSON, "meta": JSON (codec, steps, final loss, the commands that made it)}. "codec" names the
+codec bundle (`unityshots_jax.codecs`) the model was trained with — the run config's `codec`, required there; a
+package without it is refused at generation (`codec_name`), never guessed.
 `load_story_model(path)` reads such a file (or a directory holding one, or a training workdir directly) and
 returns a ready (graphdef, params) pair; every tensor is checked against the configuration.
 """
@@ -20,6 +22,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from unityshots_jax.codecs.base import codec_name
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile, write_safetensors
 from unityshots_jax.ltx.config import LTXConfig
 from unityshots_jax.story.story_config import StoryConfig
@@ -110,7 +113,7 @@ def _read_workdir(workdir: str, use_ema: bool) -> tuple[dict, dict, dict]:
     manager.close()
     trainable = state.ema if (use_ema and state.ema is not None) else state.trainable
     params = model_params(trainable, state.frozen, dataclasses.replace(run.step, execution=dataclasses.replace(run.step.execution, dtype="float32")))
-    meta = {"codec": config.get("codec", "toy_world" if config.get("data", {}).get("source") == "toy_world" else "ltx"),
+    meta = {"codec": codec_name(config, os.path.join(workdir, "config.json")),
             "train_steps": int(step), "weights": "ema" if trainable is state.ema else "trainable", "workdir": os.path.basename(workdir),
             "caption_dropout": float(config.get("loss", {}).get("caption_dropout", 0.0)),
             "shift_tokens": int(config.get("loss", {}).get("shift_tokens", 0))}

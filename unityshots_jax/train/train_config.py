@@ -6,6 +6,7 @@ import dataclasses
 
 import ml_collections
 
+from unityshots_jax.codecs.base import CodecUnavailable, codec_name
 from unityshots_jax.config_files import execution_config, model_config
 from unityshots_jax.ltx.config import LTXConfig
 from unityshots_jax.story.story_config import GateConfig, StoryConfig
@@ -70,7 +71,19 @@ class RunConfig:
     worker_count: int
     mesh: dict
     distributed: bool
+    codec: str
     sharding_rules: str = "default"
+
+
+def _codec(cfg: ml_collections.ConfigDict) -> str:
+    """config.codec, required; the toy-world data source renders through the "toy_world" bundle only."""
+    try:
+        name = codec_name(cfg, "config")
+    except CodecUnavailable as e:
+        raise TrainConfigError(str(e)) from None
+    if str(cfg.data.source) == "toy_world" and name != "toy_world":
+        raise TrainConfigError(f"config.codec: {name!r}, but data.source 'toy_world' makes toy_world latents")
+    return name
 
 
 def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
@@ -102,5 +115,6 @@ def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
         worker_count=int(cfg.data.worker_count),
         mesh={k: int(v) for k, v in dict(cfg.mesh).items()},
         distributed=bool(cfg.distributed),
+        codec=_codec(cfg),
         sharding_rules=str(cfg.get("sharding_rules", "default")),
     )
