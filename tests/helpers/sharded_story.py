@@ -16,6 +16,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
 from tests.helpers.inputs import randomize  # noqa: E402
 from unityshots_jax.ltx.config import ExecutionConfig, LTXConfig, StreamConfig  # noqa: E402
+from unityshots_jax.ltx.sampler import SamplerConfig  # noqa: E402
 from unityshots_jax.ltx.sampling import GuidanceParams  # noqa: E402
 from unityshots_jax.sharding import DEFAULT_RULES, build_mesh, logical_to_spec, use_mesh  # noqa: E402
 from unityshots_jax.story.shot_scan import SamplingConfig, generate_story  # noqa: E402
@@ -45,7 +46,8 @@ def main() -> None:
     abstract = abstract_story_model(LTX, SC)
     graphdef, state = nnx.split(abstract)
     params = randomize(state, seed=3)
-    sampling = SamplingConfig(steps=2, video=GuidanceParams(3.0, 1.0, 3.0, 0.7, (1,)), audio=GuidanceParams(7.0, 0.0, 1.0, 0.0, ()))
+    sampling = SamplingConfig(SamplerConfig(steps=2), video=GuidanceParams(3.0, 1.0, 3.0, 0.7, (1,)),
+                              audio=GuidanceParams(7.0, 0.0, 1.0, 0.0, ()))
     execution = ExecutionConfig(attention="dense")
     ref_v, ref_a, _ = generate_story(graphdef, params, inputs, jax.random.key(0), sampling, execution)
     logical = param_logical_axes(abstract)

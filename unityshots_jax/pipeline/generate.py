@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unityshots_jax.ltx.config import ExecutionConfig
+from unityshots_jax.ltx.sampler import SamplerConfig
 from unityshots_jax.ltx.sampling import GuidanceParams
 from unityshots_jax.codecs.base import CodecBundle, codec_name
 from unityshots_jax.pipeline.story_conditioning import PreparedStory, stack_stories
@@ -72,8 +73,7 @@ class StoryGenerator:
         cfg = self.model.story
         g = GuidanceParams(cfg=self.guidance, stg=0.0, modality=1.0, rescale=0.0, stg_blocks=())
         shift = int(self.model.meta.get("shift_tokens", 0)) or cfg.video_frames * cfg.frame_tokens  # as in training
-        return SamplingConfig(steps=int(steps), shift_tokens=shift, video=g, audio=g,
-                              progress=progress)
+        return SamplingConfig(SamplerConfig(steps=int(steps), shift_tokens=shift), video=g, audio=g, progress=progress)
 
     def latents(self, stories: list[PreparedStory], *, seed: int, steps: int, progress: bool = False):
         """(video `[shots, B, F, h, w, C]`, audio `[shots, B, Fa, Ca]`) numpy latents for equal-length stories."""
