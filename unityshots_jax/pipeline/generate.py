@@ -72,7 +72,7 @@ class StoryGenerator:
     def sampling(self, steps: int, progress: bool = False) -> SamplingConfig:
         cfg = self.model.story
         g = GuidanceParams(cfg=self.guidance, stg=0.0, modality=1.0, rescale=0.0, stg_blocks=())
-        shift = int(self.model.meta.get("shift_tokens", 0)) or cfg.video_frames * cfg.frame_tokens  # as in training
+        shift = cfg.shift_tokens(int(self.model.meta.get("shift_tokens", 0)))  # as in training
         return SamplingConfig(SamplerConfig(steps=int(steps), shift_tokens=shift), video=g, audio=g, progress=progress)
 
     def latents(self, stories: list[PreparedStory], *, seed: int, steps: int, progress: bool = False):
