@@ -12,7 +12,7 @@ backward) — not yet measured on a device.
 
 import ml_collections
 
-from configs import ltx23_22b
+from configs import ltx23_22b, sharding_rules
 
 
 def make_config(*, mesh: dict, batch_size: int, attention: str, attention_chunk: int = 512,
@@ -41,7 +41,7 @@ def make_config(*, mesh: dict, batch_size: int, attention: str, attention_chunk:
     c.data = ml_collections.ConfigDict(dict(source="random", records=1024, seed=0, worker_count=4))  # set: manifest
     c.mesh = ml_collections.ConfigDict(mesh)
     c.distributed = distributed
-    c.sharding_rules = "default"  # "fsdp_context" also shards weights over the context axis
+    c.sharding_rules = sharding_rules.default()  # sharding_rules.fsdp_context(): weights over context too
     c.steps = 20_000
     c.batch_size = batch_size  # global: one story per data × fsdp group
     c.checkpoint_every = 500

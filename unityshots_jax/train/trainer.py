@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
-from unityshots_jax.sharding import build_mesh, rules_preset, use_mesh
+from unityshots_jax.sharding import build_mesh, use_mesh
 from unityshots_jax.story.story_model import abstract_story_model, build_story_model
 from unityshots_jax.train.lora import init_lora
 from unityshots_jax.train.shots_forcing import TrainBatch, to_device
@@ -166,8 +166,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, progress: bool = T
     graphdef = nnx.graphdef(abstract)
     logical = param_logical_axes(abstract)
     state_shape = jax.eval_shape(lambda: init_train_state(initial_params(run), jax.random.key(run.seed), run.step))
-    rules = rules_preset(run.sharding_rules)
-    state_sh = state_shardings(state_shape, logical, mesh, rules)
+    rules = run.sharding_rules
+    state_sh = state_shardings(state_shape, logical, mesh, rules, run.step.optimizer)
     loader = _loader(run)
     iterator = iter(loader)
     batch_shape = jax.eval_shape(to_device, next(iter(loader)))
