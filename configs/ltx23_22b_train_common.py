@@ -13,13 +13,15 @@ backward) — not yet measured on a device.
 
 import ml_collections
 
-from configs import ltx23_22b
+from configs import ltx23_22b, sharding_rules
 
 
 def make_config(*, mesh: dict, batch_size: int, attention: str = "auto", attention_chunk: int = 512,
                 distributed: bool, max_shots: int = 3) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.model_type = "audio_video"
+    # the codec bundle (unityshots_jax.codecs) the latents and text contexts come from; packaged into the model
+    c.codec = "ltx23"
     c.transformer = ltx23_22b.get_config().transformer
     c.execution = ml_collections.ConfigDict(dict(attention=attention, attention_chunk=attention_chunk, remat="full",
                                                  dtype="bfloat16"))
@@ -40,7 +42,7 @@ def make_config(*, mesh: dict, batch_size: int, attention: str = "auto", attenti
     c.data = ml_collections.ConfigDict(dict(source="random", records=1024, seed=0, worker_count=4))  # set: manifest
     c.mesh = ml_collections.ConfigDict(mesh)
     c.distributed = distributed
-    c.sharding_rules = "default"  # "fsdp_context" also shards weights over the context axis
+    c.sharding_rules = sharding_rules.default()  # sharding_rules.fsdp_context(): weights over context too
     c.steps = 20_000
     c.batch_size = batch_size  # global: one story per data × fsdp group
     c.checkpoint_every = 500

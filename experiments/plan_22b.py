@@ -19,7 +19,7 @@ Caveats: XLA:CPU's buffer assignment and fusion are not those of XLA:GPU / XLA:T
 bf16 ops to f32, inflating temps); attention is the pure-JAX `flash` kernel (keeps only output + log-sum-exp for
 the backward, like cuDNN / splash), so attention scores are never stored.
 
-Rules: `--rules default` is `unityshots_jax.sharding.DEFAULT_RULES` (weights FSDP-sharded over `fsdp` only);
+Rules: `--rules default` is `configs/sharding_rules.default()` (weights FSDP-sharded over `fsdp` only);
 `--rules fsdp_context` shards the weights' embed dim over (fsdp, context) as maxdiffusion does
 (`embed → [context, fsdp]`), so a context-parallel group does not replicate the weights.
 """
@@ -84,7 +84,8 @@ def worker(args) -> dict:
     from configs import ltx23_22b
     from unityshots_jax.config_files import model_config
     from unityshots_jax.ltx.config import ExecutionConfig
-    from unityshots_jax.sharding import DEFAULT_RULES, build_mesh, use_mesh
+    from configs import sharding_rules
+    from unityshots_jax.sharding import build_mesh, parse_rules, use_mesh
     from unityshots_jax.story.story_config import StoryConfig
     from unityshots_jax.story.story_model import abstract_story_model
     from unityshots_jax.train.optimizer import OptimizerConfig
@@ -94,9 +95,9 @@ def worker(args) -> dict:
 
     t_start = time.perf_counter()
     mesh_shape = json.loads(args.mesh)
-    rules = DEFAULT_RULES
+    rules = parse_rules(sharding_rules.default())
     if args.rules == "fsdp_context":
-        rules = tuple((k, ("fsdp", "context") if k == "embed" else v) for k, v in DEFAULT_RULES)
+        rules = tuple((k, ("fsdp", "context") if k == "embed" else v) for k, v in rules)
     cfg = ltx23_22b.get_config()
     cfg.transformer["num_layers"] = args.layers
     ltx = model_config(cfg)
@@ -114,7 +115,7 @@ def worker(args) -> dict:
     params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), params)
     n_params = sum(int(x.size) for x in jax.tree.leaves(params))
     state_shape = jax.eval_shape(lambda p: init_train_state(p, jax.random.key(0), step_cfg), params)
-    state_sh = state_shardings(state_shape, param_logical_axes(model), mesh, rules)
+    state_sh = state_shardings(state_shape, param_logical_axes(model), mesh, rules, step_cfg.optimizer)
 
     K, F, H, W, C = story.max_shots, story.video_frames, story.height, story.width, story.latent_channels
     S, Fa, Ca, Fr = story.text_tokens, story.audio_frames, story.audio_channels, story.ref_audio_frames

@@ -153,9 +153,10 @@ def test_corrupt_bytes_raise_record_error():
 @pytest.mark.unit
 def test_write_read_round_trip(tmp_path):
     records = [story(10 + i, dtype=ml_dtypes.bfloat16) for i in range(6)]
-    paths = write_records(str(tmp_path / "ds" / "train"), records, 2, cfg=CFG, **DIMS)
+    paths = write_records(str(tmp_path / "ds" / "train"), records, 2, cfg=CFG, **DIMS, codec="toy_world")
     manifest, listed = read_manifest(str(tmp_path / "ds" / "train"))
     assert listed == paths and manifest["count"] == 6 and [s["count"] for s in manifest["shards"]] == [3, 3]
+    assert manifest["codec"] == "toy_world"
     assert not list((tmp_path / "ds").glob("*.tmp-*"))
     src = open_story_source(str(tmp_path / "ds" / "train"), cfg=CFG, **DIMS)
     by_id = {r.story_id: r for r in records}
@@ -168,6 +169,8 @@ def test_write_read_round_trip(tmp_path):
     assert got == want
     other_dims = dict(video_context_dim=7, audio_context_dim=DA)
     _expect("config_fingerprint", lambda: open_story_source(str(tmp_path / "ds" / "train"), cfg=CFG, **other_dims))
+    _expect("codec", lambda: open_story_source(str(tmp_path / "ds" / "train"), cfg=CFG, **DIMS, codec="ltx23"))
+    assert len(open_story_source(str(tmp_path / "ds" / "train"), cfg=CFG, **DIMS, codec="toy_world")) == 6
 
 
 @pytest.mark.unit

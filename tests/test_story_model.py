@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 from unityshots_jax.ltx.inputs import StreamInput
+from unityshots_jax.ltx.sampler import SamplerConfig
 from unityshots_jax.ltx.sampling import GuidanceParams
 from unityshots_jax.ltx.transformer import forward
 from unityshots_jax.story import shot_scan
@@ -42,7 +43,7 @@ from helpers.story_fixtures import (
 
 # ------------------------------------------------------------------------------------------- 1. scan == loop
 GUIDED = shot_scan.SamplingConfig(
-    steps=2,
+    SamplerConfig(steps=2),
     video=GuidanceParams(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(1,)),
     audio=GuidanceParams(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(0,)),
 )

@@ -25,7 +25,7 @@ from unityshots_jax.reference.float64_reference import rope_grid_f64, sinusoidal
 from unityshots_jax.ltx.inputs import PERTURBATION_TYPES, Perturbations  # noqa: E402
 from unityshots_jax.ltx.rope import frequency_grid, rope_tables  # noqa: E402
 from unityshots_jax.ltx.timestep import timestep_embedding  # noqa: E402
-from unityshots_jax.ltx.transformer import to_denoised  # noqa: E402
+from unityshots_jax.ltx.sampling import to_denoised  # noqa: E402
 
 THETA = 10000.0
 VIDEO_MAX_POS = (20, 2048, 2048)

@@ -6,6 +6,8 @@ under its path in the StoryModel's pure dict ("backbone/…", "memory/…"), and
 execution sections as JSON, "meta": JSON (codec, steps, final loss, the commands that made it)}.
 `load_story_model(path)` reads such a file (or a directory holding one) and returns a ready (graphdef, params)
 pair; every tensor is checked against the configuration. Training workdirs are read by `train/package.py`.
+"codec" names the codec bundle (`unityshots_jax.codecs`) the model was trained with — the run
+config's `codec`, required there; a package without it is refused at generation (`codec_name`), never guessed.
 `DEFAULT_CHECKPOINT` is the toy-world model shipped inside the package.
 """
 

@@ -16,6 +16,7 @@ import ml_collections
 from flax import nnx
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError
+from unityshots_jax.codecs.base import codec_name
 from unityshots_jax.story.story_checkpoint import LoadedStoryModel, build_story_model, load_story_model, save_story_model
 from unityshots_jax.train.train_config import run_config
 from unityshots_jax.train.train_step import init_train_state, model_params
@@ -45,7 +46,7 @@ def read_workdir(workdir: str, use_ema: bool = True) -> tuple[dict, dict, dict]:
     trainable = state.ema if (use_ema and state.ema is not None) else state.trainable
     float32 = dataclasses.replace(run.step, execution=dataclasses.replace(run.step.execution, dtype="float32"))
     params = model_params(trainable, state.frozen, float32)
-    meta = {"codec": config.get("codec", "toy_world" if config.get("data", {}).get("source") == "toy_world" else "ltx"),
+    meta = {"codec": codec_name(config, os.path.join(workdir, "config.json")),
             "train_steps": int(step), "weights": "ema" if trainable is state.ema else "trainable",
             "workdir": os.path.basename(workdir),
             "caption_dropout": float(config.get("loss", {}).get("caption_dropout", 0.0)),

@@ -25,7 +25,7 @@ from flax import nnx
 from jax.sharding import Mesh
 from tqdm import tqdm
 
-from unityshots_jax.sharding import build_mesh, rules_preset, use_mesh
+from unityshots_jax.sharding import build_mesh, use_mesh
 from unityshots_jax.story.story_model import abstract_story_model, build_story_model
 from unityshots_jax.train.lora import init_lora
 from unityshots_jax.train.shots_forcing import TrainBatch, to_device
@@ -212,8 +212,8 @@ def _setup(run: RunConfig) -> _Setup:
     mesh = build_mesh(run.mesh)
     abstract = abstract_story_model(run.ltx, run.story)
     state_shape = jax.eval_shape(lambda: init_train_state(initial_params(run), jax.random.key(run.seed), run.step))
-    rules = rules_preset(run.sharding_rules)
-    state_sh = state_shardings(state_shape, param_logical_axes(abstract), mesh, rules)
+    rules = run.sharding_rules
+    state_sh = state_shardings(state_shape, param_logical_axes(abstract), mesh, rules, run.step.optimizer)
     loader = _loader(run)
     batch_sh = batch_sharding(mesh, jax.eval_shape(to_device, next(iter(loader))), rules)
     step_fn = make_train_step(nnx.graphdef(abstract), run.step, mesh, state_sh, batch_sh, rules)
