@@ -17,13 +17,15 @@ stays on NVLink inside a node and fsdp crosses nodes over InfiniBand.
 
 import ml_collections
 
-from configs import ltx23_22b
+from configs import ltx23_22b, sharding_rules
 
 
 def make_config(*, mesh: dict, batch_size: int, attention: str = "auto", attention_chunk: int = 512,
-                distributed: bool, max_shots: int = 3, sharding_rules: str = "fsdp_context") -> ml_collections.ConfigDict:
+                distributed: bool, max_shots: int = 3, rules: str = "fsdp_context") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.model_type = "audio_video"
+    # the codec bundle (unityshots_jax.codecs) the latents and text contexts come from; packaged into the model
+    c.codec = "ltx23"
     c.transformer = ltx23_22b.get_config().transformer
     c.execution = ml_collections.ConfigDict(dict(attention=attention, attention_chunk=attention_chunk, remat="full",
                                                  dtype="bfloat16"))
@@ -49,7 +51,8 @@ def make_config(*, mesh: dict, batch_size: int, attention: str = "auto", attenti
     c.distributed_coordinator = ""
     c.distributed_num_processes = -1
     c.distributed_process_id = -1
-    c.sharding_rules = sharding_rules  # "fsdp_context": weights over fsdp × context; "default": over fsdp only
+    # "fsdp_context": weights over fsdp × context (configs/sharding_rules.py); "default": over fsdp only
+    c.sharding_rules = getattr(sharding_rules, rules)()
     c.steps = 20_000
     c.batch_size = batch_size  # global: one story per data × fsdp group
     c.checkpoint_every = 500

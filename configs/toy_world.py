@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
         mesh=dict(data=-1, fsdp=1, context=1, tensor=1), batch_size=8, attention="auto", attention_chunk=128,
         distributed=False, max_shots=4,
     )
+    c.codec = "toy_world"  # toy video / audio codecs + hash text encoder (unityshots_jax/toy_world/codec_bundle.py)
     c.transformer = tiny.get_config().transformer
     c.transformer.update(
         num_layers=4, num_attention_heads=4, attention_head_dim=16, cross_attention_dim=64,

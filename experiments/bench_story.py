@@ -124,7 +124,7 @@ def _bank_shot_impl(graphdef, params, prev, ctx_v, ctx_a, cmask, key, sc, steps)
 
     from unityshots_jax.ltx.inputs import StreamInput
     from unityshots_jax.ltx.sampling import euler_step, ltx2_sigmas
-    from unityshots_jax.ltx.transformer import to_denoised
+    from unityshots_jax.ltx.sampling import to_denoised
     from unityshots_jax.story.strata_rope import audio_positions, video_positions
 
     backbone = nnx.merge(graphdef, params)
@@ -195,6 +195,7 @@ def worker(method: str, k: int, steps: int, repeats: int) -> dict:
     from flax import nnx
 
     from unityshots_jax.ltx.config import ExecutionConfig
+    from unityshots_jax.ltx.sampler import SamplerConfig
     from unityshots_jax.story.shot_scan import SamplingConfig, generate_story
     from unityshots_jax.story.story_inputs import make_story_inputs
     from unityshots_jax.story.story_model import build_story_model
@@ -213,7 +214,7 @@ def worker(method: str, k: int, steps: int, repeats: int) -> dict:
             cut_strength=[[0.0] + [0.4] * (k - 1)], boundary=[[0.5] * k],
             n_frames=[[sc.video_frames] * k], n_audio=[[sc.audio_frames] * k],
         )
-        sampling = SamplingConfig(steps=steps)
+        sampling = SamplingConfig(SamplerConfig(steps=steps))
         t = time.perf_counter()
         compiled = generate_story.lower(graphdef, params, inputs, key, sampling, ExecutionConfig()).compile()
         out["compile_s"] = time.perf_counter() - t
@@ -272,6 +273,7 @@ def count_worker(method: str, shots: list[int], steps: int, repeats: int) -> dic
     import jax.numpy as jnp
     from flax import nnx
 
+    from unityshots_jax.ltx.sampler import SamplerConfig
     from unityshots_jax.story.shot_scan import SamplingConfig, generate_story
     from unityshots_jax.story.story_inputs import make_story_inputs
     from unityshots_jax.story.story_model import build_story_model
@@ -292,7 +294,7 @@ def count_worker(method: str, shots: list[int], steps: int, repeats: int) -> dic
                 n_frames=[[sc.video_frames] * k], n_audio=[[sc.audio_frames] * k],
             )
             runs[k] = functools.partial(
-                lambda inputs: jax.block_until_ready(gen(graphdef, params, inputs, key, SamplingConfig(steps=steps))),
+                lambda inputs: jax.block_until_ready(gen(graphdef, params, inputs, key, SamplingConfig(SamplerConfig(steps=steps)))),
                 inputs,
             )
         cache_size = gen._cache_size

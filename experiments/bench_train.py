@@ -36,12 +36,15 @@ import torch
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/
+from configs import sharding_rules  # noqa: E402
 from bench_transformer import make_case  # noqa: E402  (ltx-core latent tools → positions, timesteps)
 
 from unityshots_jax.data.random_stories import random_story  # noqa: E402
 from unityshots_jax.data.story_batch import pad_story, stack_examples  # noqa: E402
 from unityshots_jax.ltx.config import ExecutionConfig, LTXConfig  # noqa: E402
 from unityshots_jax.ltx.flops import train_flops  # noqa: E402
+from unityshots_jax.sharding import parse_rules  # noqa: E402
 from unityshots_jax.ltx.inputs import Perturbations  # noqa: E402
 from unityshots_jax.ltx.transformer import forward  # noqa: E402
 from unityshots_jax.parity import stream_input  # noqa: E402
@@ -94,15 +97,16 @@ def main() -> None:
     params = jax.jit(lambda: nnx.to_pure_dict(nnx.state(build_story_model(ltx, story, nnx.Rngs(0)), nnx.Param)))()
     n_params = sum(int(x.size) for x in jax.tree.leaves(params))
     state = init_train_state(params, jax.random.key(0), step_cfg)
-    state_sh = state_shardings(state, param_logical_axes(model), mesh)
+    rules = parse_rules(sharding_rules.default())
+    state_sh = state_shardings(state, param_logical_axes(model), mesh, rules, step_cfg.optimizer)
     state = jax.device_put(state, state_sh)
     rng = np.random.default_rng(0)
     records = [random_story(story, rng, video_context_dim=ltx.video.context_dim, audio_context_dim=ltx.audio.context_dim,
                             k=args.shots) for _ in range(1)]
     batch = to_device(stack_examples([pad_story(r, story) for r in records]))
-    batch_sh = batch_sharding(mesh, batch)
+    batch_sh = batch_sharding(mesh, batch, rules)
     batch = jax.device_put(batch, batch_sh)
-    step = make_train_step(graphdef, step_cfg, mesh, state_sh, batch_sh)
+    step = make_train_step(graphdef, step_cfg, mesh, state_sh, batch_sh, rules)
     t0 = time.perf_counter()
     state, metrics = step(state, batch)
     jax.block_until_ready(metrics)

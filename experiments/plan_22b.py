@@ -24,7 +24,7 @@ Recipe (RESULTS.md, "22B recipe"): one compile per (target, k), one at a time, u
     python experiments/plan_22b.py --table recipe.jsonl       # markdown rows, with the step time at --mfu
 v5p-N counts TensorCores: v5p-64 is 32 chips (JAX devices), v5p-128 is 64.
 
-Rules: `--rules default` is `unityshots_jax.sharding.DEFAULT_RULES` (weights FSDP-sharded over `fsdp` only);
+Rules: `--rules default` is `configs/sharding_rules.default()` (weights FSDP-sharded over `fsdp` only);
 `--rules fsdp_context` shards the weights' embed dim over (fsdp, context) as maxdiffusion does
 (`embed → [context, fsdp]`), so a context-parallel group does not replicate the weights.
 """
@@ -93,8 +93,9 @@ def worker(args) -> dict:
     from configs import ltx23_22b
     from unityshots_jax.config_files import model_config
     from unityshots_jax.ltx.config import ExecutionConfig
+    from configs import sharding_rules
     from unityshots_jax.ltx.flops import train_flops
-    from unityshots_jax.sharding import build_mesh, rules_preset, use_mesh
+    from unityshots_jax.sharding import build_mesh, parse_rules, use_mesh
     from unityshots_jax.story.story_config import StoryConfig
     from unityshots_jax.story.story_model import abstract_story_model
     from unityshots_jax.train.optimizer import OptimizerConfig
@@ -104,7 +105,7 @@ def worker(args) -> dict:
 
     t_start = time.perf_counter()
     mesh_shape = json.loads(args.mesh)
-    rules = rules_preset(args.rules)
+    rules = parse_rules(getattr(sharding_rules, args.rules)())  # the presets the configs use
     cfg = ltx23_22b.get_config()
     cfg.transformer["num_layers"] = args.layers
     ltx = model_config(cfg)
@@ -122,7 +123,7 @@ def worker(args) -> dict:
     params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, jnp.float32), params)
     n_params = sum(int(x.size) for x in jax.tree.leaves(params))
     state_shape = jax.eval_shape(lambda p: init_train_state(p, jax.random.key(0), step_cfg), params)
-    state_sh = state_shardings(state_shape, param_logical_axes(model), mesh, rules)
+    state_sh = state_shardings(state_shape, param_logical_axes(model), mesh, rules, step_cfg.optimizer)
 
     K, F, H, W, C = story.max_shots, story.video_frames, story.height, story.width, story.latent_channels
     S, Fa, Ca, Fr = story.text_tokens, story.audio_frames, story.audio_channels, story.ref_audio_frames

@@ -311,6 +311,21 @@ def test_verify_refuses_non_converted_destination(checkpoint, tmp_path, capsys):
     _assert_refused(capsys, ["verify", checkpoint(Spec()), str(tmp_path / "empty")], "not a converted checkpoint")
 
 
+@pytest.mark.unit
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_debug_shows_the_traceback_behind_the_error(how, tmp_path, capsys, monkeypatch):
+    argv = ["convert", str(tmp_path / "nope.safetensors"), str(tmp_path / "out")]
+    _assert_refused(capsys, argv, "no such file")  # one line without --debug
+    if how == "flag":
+        argv = ["--debug", *argv]
+    else:
+        monkeypatch.setenv("UNITYSHOTS_DEBUG", "1")
+    rc, _, err = _run(capsys, argv)
+    lines = err.strip("\n").split("\n")
+    assert rc == 2 and lines[0] == "Traceback (most recent call last):" and len(lines) > 3, err
+    assert lines[-1].startswith("unityshots convert: error: ") and "no such file" in lines[-1], err
+
+
 def test_verify_exit_code_1_on_mismatch(checkpoint, converted, capsys):
     """Same config, other weights: the run completes, every row FAILs, exit code 1."""
     spec = Spec(model_type="video_only")

@@ -10,6 +10,8 @@ from unityshots_jax.checkpoint.ltx_keys import leaf_key
 from unityshots_jax.ltx.config import ConfigError, LTXConfig
 from unityshots_jax.reference.tiny_configs import LTX23_TRANSFORMER_CONFIG, tiny_19b_config, tiny_transformer_config
 
+pytestmark = pytest.mark.unit  # sub-second: the fast inner loop (python -m pytest -m unit)
+
 
 def test_full_22b_config():
     cfg = LTXConfig.from_checkpoint_config(LTX23_TRANSFORMER_CONFIG, "audio_video")

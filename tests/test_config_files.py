@@ -27,6 +27,7 @@ def test_22b_config_has_the_real_parameter_count():
     assert _param_count(LTXConfig.from_checkpoint_config(LTX23_TRANSFORMER_CONFIG))[0] == count
 
 
+@pytest.mark.unit
 def test_tiny_config_and_overrides():
     cfg = load_config("configs/tiny.py", ["--config.transformer.num_layers=3", "--config.execution.attention=dense"])
     model = model_config(cfg)
@@ -35,6 +36,7 @@ def test_tiny_config_and_overrides():
     assert dataclasses.asdict(model)["rope_type"] == "split"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "override, words",
     [
@@ -49,6 +51,7 @@ def test_bad_overrides_name_the_key(override, words):
         load_config("configs/tiny.py", [override])
 
 
+@pytest.mark.unit
 def test_missing_config_file():
     with pytest.raises(ConfigFileError, match="not found"):
         load_config("configs/does_not_exist.py")
@@ -61,7 +64,8 @@ READY_22B = [("configs/ltx23_22b_v5p64.py", 32, 8), ("configs/ltx23_22b_v5p128.p
 
 @pytest.mark.parametrize("path, devices, hosts", READY_22B)
 def test_ready_22b_configs_match_their_hardware(path, devices, hosts):
-    from unityshots_jax.sharding import rules_preset
+    from configs import sharding_rules
+    from unityshots_jax.sharding import parse_rules
     from unityshots_jax.train.distributed import initialize_args
     from unityshots_jax.train.train_config import run_config
 
@@ -71,5 +75,5 @@ def test_ready_22b_configs_match_their_hardware(path, devices, hosts):
     assert m["data"] * m["fsdp"] * m["context"] * m["tensor"] == devices
     assert run.batch_size == m["data"] * m["fsdp"] and run.batch_size % hosts == 0  # one story per fsdp group
     assert run.distributed == (hosts > 1) and run.step.execution.attention == "auto"
-    rules_preset(run.sharding_rules)
+    assert run.sharding_rules == parse_rules(sharding_rules.fsdp_context())  # weights over fsdp × context
     assert initialize_args(config, {}) == {"process_id": 0}

@@ -77,6 +77,7 @@ def row_keys(batch) -> list[bytes]:
 # ---------------------------------------------------------------- record format
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16])
 def test_encode_decode_bit_exact(dtype):
     for seed, source in enumerate(("given", "signals", "prior")):
@@ -87,6 +88,7 @@ def test_encode_decode_bit_exact(dtype):
     assert np.asarray(back.video_latents).dtype == np.dtype(dtype)
 
 
+@pytest.mark.unit
 def test_bytes_are_safetensors():
     blob = encode_record(story(1))
     (n,) = struct.unpack("<Q", blob[:8])
@@ -104,6 +106,7 @@ def _expect(field, fn, record_name=None):
     return e.value
 
 
+@pytest.mark.unit
 def test_validation_errors_name_field_and_record():
     rec = story(2, k=3)
     sid = rec.story_id
@@ -125,6 +128,7 @@ def test_validation_errors_name_field_and_record():
     _expect("boundary", lambda: validate_record(dataclasses.replace(rec, boundary=np.full(3, 1.5, np.float32)), CFG, DV, DA), sid)
 
 
+@pytest.mark.unit
 def test_corrupt_bytes_raise_record_error():
     blob = encode_record(story(4))
     _expect("bytes", lambda: decode_record(blob[: len(blob) - 3], source="record 9"), "record 9")
@@ -146,11 +150,13 @@ def test_corrupt_bytes_raise_record_error():
 # ---------------------------------------------------------------- writer + reader
 
 
+@pytest.mark.unit
 def test_write_read_round_trip(tmp_path):
     records = [story(10 + i, dtype=ml_dtypes.bfloat16) for i in range(6)]
-    paths = write_records(str(tmp_path / "ds" / "train"), records, 2, cfg=CFG, **DIMS)
+    paths = write_records(str(tmp_path / "ds" / "train"), records, 2, cfg=CFG, **DIMS, codec="toy_world")
     manifest, listed = read_manifest(str(tmp_path / "ds" / "train"))
     assert listed == paths and manifest["count"] == 6 and [s["count"] for s in manifest["shards"]] == [3, 3]
+    assert manifest["codec"] == "toy_world"
     assert not list((tmp_path / "ds").glob("*.tmp-*"))
     src = open_story_source(str(tmp_path / "ds" / "train"), cfg=CFG, **DIMS)
     by_id = {r.story_id: r for r in records}
@@ -163,8 +169,11 @@ def test_write_read_round_trip(tmp_path):
     assert got == want
     other_dims = dict(video_context_dim=7, audio_context_dim=DA)
     _expect("config_fingerprint", lambda: open_story_source(str(tmp_path / "ds" / "train"), cfg=CFG, **other_dims))
+    _expect("codec", lambda: open_story_source(str(tmp_path / "ds" / "train"), cfg=CFG, **DIMS, codec="ltx23"))
+    assert len(open_story_source(str(tmp_path / "ds" / "train"), cfg=CFG, **DIMS, codec="toy_world")) == 6
 
 
+@pytest.mark.unit
 def test_writer_validates_and_leaves_nothing(tmp_path):
     bad = dataclasses.replace(story(20), n_frames=np.zeros(story(20).num_shots, np.int32))
     with pytest.raises(RecordError, match="n_frames"):
@@ -172,6 +181,7 @@ def test_writer_validates_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.unit
 def test_loader_raises_on_corrupt_record():
     good = RandomStorySource(CFG, 3, 0, **DIMS)
     blobs = [good[0], good[1][:-5], good[2]]
@@ -182,6 +192,7 @@ def test_loader_raises_on_corrupt_record():
 # ---------------------------------------------------------------- loader behaviour
 
 
+@pytest.mark.unit
 def test_determinism():
     src = RandomStorySource(CFG, 8, 0, **DIMS)
     first = [next(it) for it in [iter(loader(src, seed=5))] for _ in range(4)]
@@ -191,6 +202,7 @@ def test_determinism():
     assert not all(batches_equal(a, b) for a, b in zip(first, other))
 
 
+@pytest.mark.unit
 def test_host_shards_are_disjoint_and_cover():
     import grain
 
@@ -204,6 +216,7 @@ def test_host_shards_are_disjoint_and_cover():
     assert not set(seen[0]) & set(seen[1]) and set(seen[0]) | set(seen[1]) == everything
 
 
+@pytest.mark.unit
 def test_iterator_state_resumes_exactly(tmp_path):
     src = RandomStorySource(CFG, 6, 2, **DIMS)
     it = iter(loader(src, seed=9))
@@ -221,6 +234,7 @@ def test_iterator_state_resumes_exactly(tmp_path):
         iter(loader(src, seed=10)).set_state(state)
 
 
+@pytest.mark.unit
 def test_iterator_state_in_orbax_manager(tmp_path):
     import orbax.checkpoint as ocp
 
@@ -237,6 +251,7 @@ def test_iterator_state_in_orbax_manager(tmp_path):
     assert all(batches_equal(a, next(fresh)) for a in expected)
 
 
+@pytest.mark.unit
 def test_padding_to_max_shots():
     rec = story(30, k=2, boundary_source="prior", p_ref_audio=1.0, ref_audio_frames=CFG.ref_audio_frames + 3)
     ex = pad_story(rec, CFG, latent_dtype=ml_dtypes.bfloat16)
@@ -251,6 +266,7 @@ def test_padding_to_max_shots():
     assert ex.ref_audio.shape == (CFG.ref_audio_frames, 4) and ex.ref_audio_mask.shape == (CFG.ref_audio_frames,)
 
 
+@pytest.mark.unit
 def test_boundary_derivation():
     g, pri = CFG.gate, np.asarray(CFG.cut_priors, np.float32)
     cut = np.array([0, 1, 2, 2], np.int32)
@@ -269,6 +285,7 @@ def test_boundary_derivation():
     assert np.allclose(pad_story(with_signals, CFG).boundary[:4], want, atol=1e-7)
 
 
+@pytest.mark.unit
 def test_record_error_pickles():
     import pickle
 

@@ -181,7 +181,7 @@ def test_corrupt_checkpoint_names_tensor(tmp_path, capsys, toy_model):
 
 def test_readme_main_command_with_the_shipped_model(tmp_path, capsys):
     """The README's main job: the example story with the default (shipped) checkpoint → mp4 + png + shot list."""
-    from unityshots_jax.cli import DEFAULT_CHECKPOINT
+    from unityshots_jax.story.story_checkpoint import DEFAULT_CHECKPOINT
     from unityshots_jax.media.mp4_writer import probe_mp4
     from unityshots_jax.story.story_checkpoint import load_story_model
 

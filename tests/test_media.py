@@ -25,6 +25,8 @@ from unityshots_jax.media.mp4_writer import (
     write_story_mp4,
 )
 
+pytestmark = pytest.mark.unit  # sub-second: the fast inner loop (python -m pytest -m unit)
+
 FPS, SR = 8.0, 16000
 DURATIONS = (2.0, 1.5, 1.0)
 COLOURS = ((200, 40, 40), (40, 180, 60), (50, 70, 210))

@@ -1,7 +1,9 @@
 """End-to-end parity with ltx-core 1.0.0 through the code users run.
 
 tiny random reference model in the official layout → `ltx_convert.convert` → `parity.verify` (ltx-core loads the
-.safetensors through its own loader, ours restores the orbax directory), on every parity case.
+.safetensors through its own loader, ours restores the orbax directory), on every parity case. fp32 rows are judged
+by `parity_criterion` against ltx-core run in float64 (no machine's rounding enters), bf16 rows against ltx-core's
+bf16 run with the stated 4e-2 tolerance.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def _check(rows, model_type: str, dtype: str = "float32") -> None:
         assert len(rows) == AV_ROWS
     failed = [r for r in rows if not r.ok]
     assert not failed, parity.format_rows(failed, dtype)
-    assert all(r.rel <= parity.TOLERANCE[dtype] for r in rows)
+    assert all(r.result.err <= r.result.bound for r in rows)
+    if dtype == "float32":  # every row met the machine-independent criterion against a real float64 run
+        assert all(r.result.ref_err > 0 for r in rows)
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))

@@ -1,7 +1,11 @@
 """unityshots_jax.ltx.sampling against the ltx-core 1.0.0 pieces it ports: LTX2Scheduler, EulerDiffusionStep,
-to_velocity, GaussianNoiser, MultiModalGuider, and a small conditioned Euler loop built from them."""
+to_velocity, GaussianNoiser, MultiModalGuider; and `ltx.sampler.denoise_loop` — the loop the story sampler
+(`story/shot_scan.py`) runs — against ltx-pipelines' Euler loop and guider skip_step written out with ltx-core's
+pieces, on one and two streams."""
 
 from __future__ import annotations
+
+import os
 
 import itertools
 
@@ -24,6 +28,7 @@ from ltx_core.types import VideoLatentShape  # noqa: E402
 from ltx_core.utils import to_velocity as ref_to_velocity  # noqa: E402
 
 from unityshots_jax.ltx import sampling as S  # noqa: E402
+from unityshots_jax.ltx.sampler import SamplerConfig, denoise_loop  # noqa: E402
 
 RTOL = 1e-6
 ATOL = 1e-6
@@ -225,10 +230,31 @@ def test_guided_x0_missing_pass_raises():
     np.testing.assert_array_equal(np.asarray(S.guided_x0(c)), np.asarray(c))
 
 
-def test_guidance_constants_and_passes():
-    for gp, cfg in ((S.LTX23_VIDEO, 3.0), (S.LTX23_AUDIO, 7.0)):
-        assert (gp.cfg, gp.stg, gp.modality, gp.rescale, gp.stg_blocks, gp.skip_step) == (cfg, 1.0, 3.0, 0.7, (28,), 0)
-        assert gp.num_passes == 4
+def _ltx_pipelines_constants():
+    """`ltx_pipelines.utils.constants` (ltx-pipelines 1.0.0), loaded from its file: the package's `__init__` imports
+    torchaudio, whose CPU wheel may not load, and the constants need none of it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("ltx_pipelines")
+    if spec is None:
+        pytest.skip("ltx-pipelines 1.0.0 is not installed (the `reference` extra)")
+    path = os.path.join(spec.submodule_search_locations[0], "utils", "constants.py")
+    module_spec = importlib.util.spec_from_file_location("_ltx_pipelines_constants", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module
+
+
+def test_guidance_constants_are_the_ltx23_pipelines():
+    params = _ltx_pipelines_constants().LTX_2_3_PARAMS
+    for ours, theirs in ((S.LTX23_VIDEO, params.video_guider_params), (S.LTX23_AUDIO, params.audio_guider_params)):
+        assert (ours.cfg, ours.stg, ours.modality, ours.rescale, list(ours.stg_blocks), ours.skip_step) == (
+            theirs.cfg_scale, theirs.stg_scale, theirs.modality_scale, theirs.rescale_scale, theirs.stg_blocks,
+            theirs.skip_step)
+        assert ours.num_passes == 4
+
+
+def test_guidance_passes():
     off = S.GuidanceParams()
     assert (off.needs_uncond, off.needs_perturbed, off.needs_isolated, off.num_passes) == (False, False, False, 1)
     assert S.needed_passes(off, S.GuidanceParams(stg=1e-12)) == (False, True, False)  # isclose(x, 0) is x == 0
@@ -274,14 +300,96 @@ def test_euler_loop_with_first_frame_conditioning_matches_ltx_core():
         x = stepper.step(x, x0, sig_t, k)
     ref = x
 
-    # ours: add_noise + euler_sample (lax.scan) + guided_x0
+    # ours: add_noise + denoise_loop (lax.scan) + guided_x0
     clean, mask = jnp.asarray(clean0.numpy()), jnp.asarray(mask0.numpy())
     x_init = S.add_noise(clean, jnp.asarray(noise.numpy()), mask, 1.0)
     _close(x_init, state.latent)
 
-    def denoise(xc, sig, _step):
-        return params.apply(*fake(xc, sig))
+    def denoise(xs, sig, _step):
+        return (params.apply(*fake(xs[0], sig)),)
 
-    ours = jax.jit(lambda x_, s_: S.euler_sample(denoise, x_, s_, clean=clean, denoise_mask=mask))(x_init, sigmas)
+    loop = lambda x_, s_: denoise_loop(denoise, (x_,), s_, clean=(clean,), denoise_mask=(mask,))[0]  # noqa: E731
+    ours = jax.jit(loop)(x_init, sigmas)
     _close(ours, ref)
     np.testing.assert_array_equal(np.asarray(ours)[0, :6], clean0.numpy()[0, :6])  # first frame stays clean
+
+
+@pytest.mark.parametrize("skip_step", [0, 1, 2])
+def test_two_stream_loop_with_skip_step_matches_the_pipelines(skip_step):
+    """Video (first frame conditioned) and audio (unconditioned) through 6 Euler steps with guidance skip_step, vs
+    ltx-pipelines' `multi_modal_guider_denoising_func` + `euler_denoising_loop` written out with ltx-core's guider
+    (`should_skip_step`: reuse the previous guided x0, no model call) and stepper. Counts the model calls."""
+    rng = np.random.default_rng(7)
+    xv, clean_v = (rng.standard_normal((1, 6, 4)).astype(np.float32) for _ in range(2))
+    xa = rng.standard_normal((1, 5, 3)).astype(np.float32)
+    mask_v = np.ones((1, 6, 1), np.float32)
+    mask_v[:, :2] = 0.0
+    sigmas = S.ltx2_sigmas(6, tokens=3 * 6)
+    video_p = S.GuidanceParams(cfg=3.0, rescale=0.7, skip_step=skip_step)
+    audio_p = S.GuidanceParams(cfg=7.0, skip_step=skip_step)
+
+    def guider(p):
+        return MultiModalGuider(MultiModalGuiderParams(cfg_scale=p.cfg, rescale_scale=p.rescale, skip_step=p.skip_step))
+
+    def fake(x, sig, scale):  # cond and uncond x0 "predictions" of one stream
+        return scale * x + 0.1 * sig, (scale - 0.1) * x
+
+    gv, ga, stepper, sig_t = guider(video_p), guider(audio_p), EulerDiffusionStep(), _t(sigmas)
+    v, a, last, calls = _t(xv), _t(xa), None, 0
+    for k in range(len(sigmas) - 1):
+        if gv.should_skip_step(k) and ga.should_skip_step(k):
+            x0v, x0a = last
+        else:
+            calls += 1
+            x0v, x0a = gv.calculate(*fake(v, sig_t[k], 0.5), 0.0, 0.0), ga.calculate(*fake(a, sig_t[k], 0.3), 0.0, 0.0)
+        last = (x0v, x0a)
+        x0v = x0v * _t(mask_v) + _t(clean_v) * (1 - _t(mask_v))
+        v, a = stepper.step(v, x0v, sig_t, k), stepper.step(a, x0a, sig_t, k)
+
+    ours_calls = []
+
+    def denoise(xs, sig, step):
+        jax.debug.callback(lambda: ours_calls.append(1))
+        return (video_p.apply(*fake(xs[0], sig, 0.5)), audio_p.apply(*fake(xs[1], sig, 0.3)))
+
+    skip = S.joint_skip_step(video_p, audio_p)
+    out_v, out_a = denoise_loop(denoise, (jnp.asarray(xv), jnp.asarray(xa)), sigmas, clean=(jnp.asarray(clean_v), None),
+                                denoise_mask=(jnp.asarray(mask_v), None), skip_step=skip)  # fmt: skip
+    jax.effects_barrier()
+    _close(out_v, v)
+    _close(out_a, a)
+    assert len(ours_calls) == calls == len(range(0, 6, skip_step + 1))
+
+
+def test_skip_step_must_agree_across_streams():
+    with pytest.raises(ValueError, match="skip_step"):
+        S.joint_skip_step(S.GuidanceParams(skip_step=1), S.GuidanceParams(skip_step=0))
+    assert S.joint_skip_step(S.GuidanceParams(skip_step=2), S.GuidanceParams(skip_step=2)) == 2
+
+
+def test_sampler_config_schedules_and_solvers():
+    np.testing.assert_array_equal(SamplerConfig(steps=30).sigmas(), S.ltx2_sigmas(30))
+    np.testing.assert_array_equal(SamplerConfig(steps=8, shift_tokens=288).sigmas(), S.ltx2_sigmas(8, tokens=288))
+    distilled = SamplerConfig(schedule="distilled", steps=8).sigmas()
+    assert distilled.tolist() == np.asarray([1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0],
+                                            np.float32).tolist()  # Appendix B
+    for bad, field in (({"solver": "res_2s"}, "solver"), ({"schedule": "karras"}, "schedule"), ({"steps": 0}, "steps"),
+                       ({"schedule": "distilled", "steps": 20}, "steps")):
+        with pytest.raises(ValueError, match=field):
+            SamplerConfig(**bad)
+
+
+def test_token_shift_is_the_schedulers_and_the_trainers():
+    from unityshots_jax.train.timestep_sampling import token_shift as training_shift
+
+    for tokens in (0, 288, 1024, 2500, 4096):
+        assert training_shift(tokens) == S.token_shift(tokens)
+    assert training_shift(10_000) == S.token_shift(4096) < S.token_shift(10_000)  # training caps, the scheduler not
+
+
+def test_story_sampling_config_refuses_streams_that_skip_on_different_steps():
+    from unityshots_jax.story.shot_scan import SamplingConfig
+
+    with pytest.raises(ValueError, match="skip_step"):
+        SamplingConfig(video=S.GuidanceParams(skip_step=1), audio=S.GuidanceParams())
+    assert SamplingConfig(SamplerConfig(schedule="distilled", steps=8)).sampler.sigmas()[5] == np.float32(0.909375)

@@ -120,3 +120,56 @@ def test_nan_in_video_context_is_refused():
     kw.update(video_context=_nan((B, K, S, DV)))
     with pytest.raises(StoryInputError, match="video_context"):
         make_story_inputs(SC, **kw)
+
+
+def test_training_batch_and_generation_inputs_share_padding_boundary_and_layout():
+    """One story through the training path (record → pad_story → StoryBatch → training_story) and through the
+    generation path (make_story_inputs with the same arrays and boundary signals): the shot-major conditioning the
+    two scans consume is identical, padding shots included."""
+    import dataclasses
+
+    import jax
+
+    from unityshots_jax.data.random_stories import random_story
+    from unityshots_jax.data.story_batch import pad_story, stack_examples, training_story
+
+    rng = np.random.default_rng(5)
+    record = random_story(SC, rng, video_context_dim=DV, audio_context_dim=DA, k=3)
+    record = dataclasses.replace(record, boundary=None, s_vis=rng.uniform(0, 1, 3).astype(np.float32), s_aud=None,
+                                 s_beat=np.float32([0.25, 1.0, 0.5]))  # fmt: skip
+    story = training_story(stack_examples([pad_story(record, SC)]), np.float32)
+    tau = np.asarray(SC.cut_priors, np.float32)[record.cut_type]
+    inputs = make_story_inputs(
+        SC, video_context=record.video_context[None], audio_context=record.audio_context[None],
+        context_mask=record.context_mask[None], modes=np.zeros((1, 3), np.int32), cut_strength=tau[None],
+        boundary_signals={"s_vis": record.s_vis[None], "s_beat": record.s_beat[None]},
+        n_frames=record.n_frames[None], n_audio=record.n_audio[None],
+    )  # fmt: skip
+    for name in ("video_context", "audio_context", "context_mask", "mode", "n_frames", "n_audio", "cut_strength",
+                 "boundary", "valid"):
+        ours, theirs = np.asarray(getattr(story.shots.cond, name)), np.asarray(getattr(inputs.shots, name))
+        assert ours.shape == theirs.shape == (SC.max_shots, 1, *ours.shape[2:]), name
+        np.testing.assert_array_equal(ours, theirs, err_msg=name)
+    assert np.asarray(story.shots.cond.valid)[:, 0].tolist() == [True, True, True, False]
+    np.testing.assert_array_equal(np.asarray(story.shots.cond.first_frame), np.asarray(story.shots.video)[:, :, 0])
+    assert np.asarray(story.shots.allowed_modes)[3, 0].tolist() == [True, False, False]  # padding: T2V only
+    assert np.asarray(story.shots.index).tolist() == [0, 1, 2, 3]
+    assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(story))
+
+
+def test_boundary_score_keeps_the_array_kind():
+    import jax.numpy as jnp
+
+    from unityshots_jax.story.boundary_gate import boundary_from_signals, boundary_score
+
+    tau = np.float32([0.0, 0.4, 1.0])
+    s = np.float32([0.5, 1.0, 0.2])
+    host = boundary_score(tau, s, s, s, SC.gate)
+    assert isinstance(host, np.ndarray) and host.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(boundary_score(jnp.asarray(tau), s, s, s, SC.gate)), host)
+    np.testing.assert_array_equal(boundary_from_signals(tau, {"s_vis": s, "s_aud": s, "s_beat": s}, SC.gate), host)
+    no_signals = boundary_from_signals(tau, {}, SC.gate)
+    g = SC.gate
+    np.testing.assert_array_equal(no_signals, np.clip(tau * np.float32(g.alpha + g.beta + g.gamma), 0, 1))
+    with pytest.raises(ValueError, match="s_other"):
+        boundary_from_signals(tau, {"s_other": s}, SC.gate)

@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 from unityshots_jax.ltx.inputs import StreamInput
+from unityshots_jax.ltx.sampler import SamplerConfig
 from unityshots_jax.ltx.sampling import GuidanceParams
 from unityshots_jax.ltx.transformer import forward
 from unityshots_jax.story import shot_scan
@@ -42,7 +43,7 @@ from helpers.story_fixtures import (
 
 # ------------------------------------------------------------------------------------------- 1. scan == loop
 GUIDED = shot_scan.SamplingConfig(
-    steps=2,
+    SamplerConfig(steps=2),
     video=GuidanceParams(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(1,)),
     audio=GuidanceParams(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(0,)),
 )
@@ -163,15 +164,13 @@ def test_shot0_without_memory_equals_plain_transformer_on_shot_tokens():
 
 
 def _ltx_core_shot0(converted, seed):
-    """(story velocities on the valid tokens, ltx-core velocities, our backbone's velocities) for shot 0 of a
-    2-story batch, the backbone loaded from a converted tiny ltx-core checkpoint."""
-    import torch
-    from ltx_core.guidance.perturbations import BatchedPerturbationConfig
-    from ltx_core.model.transformer import Modality
-
+    """(story velocities on the valid tokens, ltx-core fp32 velocities, ltx-core float64 velocities, our backbone's
+    velocities) for shot 0 of a 2-story batch, the backbone loaded from a converted tiny ltx-core checkpoint."""
     from helpers.checkpoints import Spec
     from unityshots_jax.checkpoint.ltx_convert import load_params, params_as
     from unityshots_jax.reference.ltx_reference import load_reference
+    from unityshots_jax.reference.run_reference import run_reference
+    from unityshots_jax.reference.verify_cases import StreamInputs, VerifyCase
 
     src, dst = converted(Spec())
     cfg, tree = load_params(dst)
@@ -184,61 +183,30 @@ def _ltx_core_shot0(converted, seed):
     bgraph, bparams = backbone_split(graphdef, params)
     ours = forward(bgraph, bparams, video_in, audio_in, None, EXEC)
 
-    def modality(s: StreamInput) -> Modality:
-        t = lambda x, dt=torch.float32: torch.from_numpy(np.array(x)).to(dt)  # noqa: E731
-        return Modality(
-            latent=t(s.latent), sigma=t(s.sigma), timesteps=t(s.timesteps)[..., None], positions=t(s.positions),
-            context=t(s.context), enabled=True, context_mask=t(s.context_mask, torch.int64), attention_mask=None,
-        )
+    def numpy_stream(s: StreamInput) -> StreamInputs:
+        return StreamInputs(**{f.name: np.array(getattr(s, f.name)) for f in dataclasses.fields(StreamInputs)})
 
-    reference = load_reference(src, "float32")
-    with torch.inference_mode():
-        ref_v, ref_a = reference(modality(video_in), modality(audio_in), BatchedPerturbationConfig.empty(2))
+    case = VerifyCase("story-shot0", numpy_stream(video_in), numpy_stream(audio_in), ((), ()))
+    ref32 = run_reference(load_reference(src, "float32"), case, "float32")
+    ref64 = run_reference(load_reference(src, "float64"), case, "float64")
     story_v = np.asarray(vv[:, :N_FRAMES].reshape(2, N_FRAMES * SC.frame_tokens, -1))
-    return (story_v, np.asarray(va[:, :N_AUDIO])), (ref_v.numpy(), ref_a.numpy()), tuple(map(np.asarray, ours))
+    return (story_v, np.asarray(va[:, :N_AUDIO])), ref32, ref64, tuple(map(np.asarray, ours))
 
 
 def test_shot0_parity_chain_into_ltx_core(converted):
     """converted ltx-core checkpoint → story model backbone: shot 0 (no memory) equals our plain backbone on the
-    shot's own tokens, and ltx-core's `LTXModel` on the same tokens / positions / timesteps / context."""
+    shot's own tokens, and meets the parity criterion against ltx-core's `LTXModel` on the same tokens / positions
+    / timesteps / context. On these inputs (σ near 0.9, std-normal latents) fp32 itself is the limit: ltx-core's
+    fp32 is ~8e-5 × max|ref| from its float64 run, so the bound is the reference's own fp32 error
+    (`parity_criterion`), not 2e-5."""
     pytest.importorskip("torch")
     pytest.importorskip("ltx_core")
-    (sv, sa), (rv, ra), (ov, oa) = _ltx_core_shot0(converted, seed=11)
+    from unityshots_jax.parity_criterion import assert_parity
+
+    (sv, sa), (rv, ra), (tv, ta), (ov, oa) = _ltx_core_shot0(converted, seed=11)
     assert np.max(np.abs(rv)) > 0.1 and np.max(np.abs(ra)) > 0.1
     assert rel_err(sv, ov) < 1e-6 and rel_err(sa, oa) < 1e-6  # the story wrapper adds nothing
-    # ltx-core: see test_backbone_is_as_accurate_as_ltx_core_on_story_inputs for why this bound is 1e-4, not 2e-5
-    assert rel_err(sv, rv) <= 1e-4, rel_err(sv, rv)
-    assert rel_err(sa, ra) <= 1e-4, rel_err(sa, ra)
-
-
-def test_backbone_is_as_accurate_as_ltx_core_on_story_inputs(converted):
-    """On these inputs fp32 itself is the limit: ltx-core fp32 is ~8e-5 × max|ref| away from ltx-core run in
-    float64, so a 2e-5 agreement between two fp32 implementations is not to be had. What must hold is that we are
-    no further from the float64 truth than the reference's own fp32."""
-    import torch
-    from ltx_core.guidance.perturbations import BatchedPerturbationConfig
-    from ltx_core.model.transformer import Modality
-
-    from helpers.checkpoints import Spec
-    from unityshots_jax.reference.ltx_reference import load_reference
-
-    (sv, sa), (rv, ra), _ = _ltx_core_shot0(converted, seed=11)
-    src, _ = converted(Spec())
-    inputs, shot = _shot_zero(["t2v", "t2v"], [N_FRAMES] * 2, [N_AUDIO] * 2, cut=[0.0, 1.0], seed=11)
-    noisy_v, noisy_a, sigma = noisy_shot(2, seed=12)
-    video_in, audio_in = _backbone_inputs(shot, N_FRAMES, N_AUDIO, noisy_v, noisy_a, sigma)
-
-    def modality(s: StreamInput) -> Modality:
-        t = lambda x, dt=torch.float64: torch.from_numpy(np.array(x)).to(dt)  # noqa: E731
-        return Modality(
-            latent=t(s.latent), sigma=t(s.sigma), timesteps=t(s.timesteps)[..., None], positions=t(s.positions),
-            context=t(s.context), enabled=True, context_mask=t(s.context_mask, torch.int64), attention_mask=None,
-        )
-
-    reference64 = load_reference(src, "float32").double()
-    with torch.inference_mode():
-        tv, ta = (x.numpy() for x in reference64(modality(video_in), modality(audio_in), BatchedPerturbationConfig.empty(2)))
-    assert rel_err(sv, tv) <= 1.5 * rel_err(rv, tv) + 1e-6, (rel_err(sv, tv), rel_err(rv, tv))
-    assert rel_err(sa, ta) <= 1.5 * rel_err(ra, ta) + 1e-6, (rel_err(sa, ta), rel_err(ra, ta))
+    assert_parity("story shot 0 video", sv, rv, tv)
+    assert_parity("story shot 0 audio", sa, ra, ta)
 
 

@@ -23,6 +23,8 @@ from unityshots_jax.prompt.story_prompt import (
     to_dict,
 )
 
+pytestmark = pytest.mark.unit  # sub-second: the fast inner loop (python -m pytest -m unit)
+
 STORIES = Path(__file__).resolve().parents[1] / "configs" / "stories"
 EXAMPLES = sorted(STORIES.glob("*"))
 

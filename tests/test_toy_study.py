@@ -23,6 +23,7 @@ def toy_model(tmp_path_factory) -> str:
 
 def test_package_a_training_run_and_generate_from_it(tmp_path, capsys):
     from unityshots_jax.story.story_checkpoint import load_story_model
+    from unityshots_jax.train.package import load_trained_model
 
     work = tmp_path / "run"
     overrides = ["--config.transformer.num_layers=1", "--config.steps=2", "--config.checkpoint_every=2",
@@ -30,7 +31,7 @@ def test_package_a_training_run_and_generate_from_it(tmp_path, capsys):
     assert main(["train", "--config", TOY_CONFIG, "--workdir", str(work), "--quiet", *overrides]) == 0
     assert main(["package", str(work), str(tmp_path / "pkg"), "--note", "test run"]) == 0
     capsys.readouterr()
-    from_workdir = load_story_model(str(work))
+    from_workdir = load_trained_model(str(work))
     packaged = load_story_model(str(tmp_path / "pkg"))
     assert packaged.meta["made_by"] == "test run" and packaged.meta["train_steps"] == 2
     assert packaged.meta["codec"] == "toy_world" and packaged.meta["weights"] == "ema"

@@ -163,7 +163,7 @@ def test_audio_round_trip_on_renders_matches_the_ground_truth_amplitudes():
             start = 0
             for i, shot in enumerate(s.shots):
                 wave = render_shot_audio(s, i)
-                z = AC.encode(wave)
+                z = AC.encode(wave[:, None])
                 n = len(shot.syllables)
                 assert wave.shape == (n * ws.AUDIO_HOP,) and z.shape == (n, 16)
                 truth = channel_amplitudes(s.character.voice, np.asarray(shot.syllables), music, start)
@@ -177,7 +177,7 @@ def test_audio_pure_sine_reads_8a_minus_1_in_its_channel(channel):
     amplitude = 0.3
     t = np.arange(3 * ws.AUDIO_HOP) / ws.SAMPLE_RATE
     wave = amplitude * np.sin(2 * np.pi * ws.AUDIO_FREQS[channel] * t + 0.7)  # any phase
-    z = AC.encode(wave)
+    z = AC.encode(wave[:, None])
     expected = np.full((3, 16), -1.0, np.float32)
     expected[:, channel] = 8.0 * amplitude - 1.0
     np.testing.assert_allclose(z, expected, atol=1e-4)
@@ -189,14 +189,15 @@ def test_audio_decode_with_start_sample_is_phase_continuous():
     whole = AC.decode(z, start_sample=start)
     halves = np.concatenate([AC.decode(z[:4], start_sample=start),
                              AC.decode(z[4:], start_sample=start + 4 * ws.AUDIO_HOP)])
-    assert whole.shape == (10 * ws.AUDIO_HOP,)
+    assert whole.shape == (10 * ws.AUDIO_HOP, 1)
     np.testing.assert_allclose(halves, whole, atol=1e-5)
     assert not np.allclose(AC.decode(z[4:], start_sample=0), whole[4 * ws.AUDIO_HOP:], atol=1e-3)
     np.testing.assert_allclose(AC.encode(whole), z, atol=1e-4)  # magnitudes do not depend on the phase
 
 
 def test_audio_codec_rejects_bad_shapes():
-    for wave in (np.zeros((2, 800), np.float32), np.zeros(799, np.float32), np.zeros(0, np.float32)):
+    for wave in (np.zeros((800, 2), np.float32), np.zeros(800, np.float32), np.zeros((799, 1), np.float32),
+                 np.zeros((0, 1), np.float32)):
         with pytest.raises(CodecError):
             AC.encode(wave)
     for latents in (np.zeros((4, 15), np.float32), np.zeros(16, np.float32), np.zeros((2, 4, 16), np.float32)):
@@ -273,7 +274,7 @@ def test_read_voice_recovers_every_voice(music):
         s = story(char, [plan("FIRST", "wide shot", "jumps", 10, syllables=syllables)], music=music)
         wave = render_shot_audio(s, 0)
         assert read_voice(wave) == voice
-        assert read_voice(AC.decode(AC.encode(wave))) == voice
+        assert read_voice(AC.decode(AC.encode(wave[:, None]))) == voice
         assert read_voice(render_voice_clip(char)) == voice
 
 
@@ -282,7 +283,7 @@ def test_read_voice_of_silence_is_minus_one(music):
     s = story(character(3), [plan("FIRST", "close-up", "stands still", 12, duration=1.5)], music=music)
     wave = render_shot_audio(s, 0)
     assert read_voice(wave) == -1
-    assert read_voice(AC.decode(AC.encode(wave))) == -1
+    assert read_voice(AC.decode(AC.encode(wave[:, None]))) == -1
 
 
 def test_continue_cut_is_much_weaker_than_a_hard_cut():
@@ -305,49 +306,57 @@ def test_continue_cut_is_much_weaker_than_a_hard_cut():
 # ----------------------------------------------------------------------------------------------- text encoder
 
 
+def one(enc: HashTextEncoder, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One caption through the batch interface: (video `[S, Dv]`, audio `[S, Da]`, mask `[S]`)."""
+    out = enc.encode([text])
+    return out.video[0], out.audio[0], out.mask[0]
+
+
 def test_text_encoder_shapes_and_mask():
     enc = HashTextEncoder(tokens=6, video_dim=64, audio_dim=32)
-    v, a, m = enc.encode("Pip, walks LEFT!")
+    v, a, m = one(enc, "Pip, walks LEFT!")
     assert v.shape == (6, 64) and a.shape == (6, 32) and m.shape == (6,) and m.dtype == np.int32
     assert words("Pip, walks LEFT!") == ["pip", "walks", "left"]
     assert m.tolist() == [1, 1, 1, 0, 0, 0]
     assert np.all(v[3:] == 0) and np.all(a[3:] == 0) and np.all(np.any(v[:3] != 0, axis=1))
-    v, a, m = enc.encode("")
+    v, a, m = one(enc, "")
     assert m.tolist() == [1, 0, 0, 0, 0, 0] and not v.any() and not a.any()
-    bv, ba, bm = enc.encode_batch(["pip", "", "tam jumps"])
-    assert bv.shape == (3, 6, 64) and ba.shape == (3, 6, 32) and bm.shape == (3, 6)
-    np.testing.assert_array_equal(bv[2], enc.encode("tam jumps")[0])
+    batch = enc.encode(["pip", "", "tam jumps"])
+    assert batch.video.shape == (3, 6, 64) and batch.audio.shape == (3, 6, 32) and batch.mask.shape == (3, 6)
+    np.testing.assert_array_equal(batch.video[2], one(enc, "tam jumps")[0])
+    with pytest.raises(TypeError):
+        enc.encode("one string")
 
 
 def test_text_encoder_truncates_to_its_context_length():
     enc = HashTextEncoder(tokens=4, video_dim=16, audio_dim=8)
     long_text = "a b c d e f g"
     assert enc.truncated(long_text) and not enc.truncated("a b c d") and not enc.truncated("")
-    v, a, m = enc.encode(long_text)
+    v, a, m = one(enc, long_text)
     assert m.tolist() == [1, 1, 1, 1]
-    kept = enc.encode("a b c d")
+    kept = one(enc, "a b c d")
     np.testing.assert_array_equal(v, kept[0])
     np.testing.assert_array_equal(a, kept[1])
 
 
 def test_text_encoder_is_deterministic_and_pinned():
     text = "pip walks left"
-    first = HashTextEncoder(8, 64, 32).encode(text)
+    first = one(HashTextEncoder(8, 64, 32), text)
     text_encoder._word_vector.cache_clear()  # recompute the hashes from scratch
-    second = HashTextEncoder(8, 64, 32).encode(text)
+    second = one(HashTextEncoder(8, 64, 32), text)
     for x, y in zip(first, second):
         np.testing.assert_array_equal(x, y)
     # token 0's position code is sin(0) = 0 on the first half: these are the word vector of "pip" itself
-    v, a, _ = HashTextEncoder(8, 64, 32).encode("pip")
+    v, a, _ = one(HashTextEncoder(8, 64, 32), "pip")
     np.testing.assert_allclose(v[0, :4], [1.0541731, -0.34126747, 1.4597942, 1.4218657], atol=1e-6)
     np.testing.assert_allclose(a[0, :4], [1.1067545, 1.365301, 0.92644435, -1.0368978], atol=1e-6)
 
 
 def test_text_encoder_separates_words_positions_and_streams():
     enc = HashTextEncoder(4, 32, 32)
-    pip, tam = enc.encode("pip")[0][0], enc.encode("tam")[0][0]
+    pip, tam = one(enc, "pip")[0][0], one(enc, "tam")[0][0]
     assert np.abs(pip - tam).max() > 0.5
-    v, a, _ = enc.encode("pip pip")
+    v, a, _ = one(enc, "pip pip")
     assert np.abs(v[0] - v[1]).max() > 0.1  # the position code makes order visible
     assert np.abs(v[0] - a[0]).max() > 0.5  # video and audio streams read independent vectors
 
@@ -435,7 +444,7 @@ def test_toy_record_latents_are_the_codec_encodings_of_the_renders(run, dims):
         n = len(video)
         np.testing.assert_array_equal(record.video_latents[0, :n], video)
         assert not record.video_latents[0, n:].any()  # padding
-        audio = AC.encode(render_shot_audio(s, 0))
+        audio = AC.encode(render_shot_audio(s, 0)[:, None])
         np.testing.assert_array_equal(record.audio_latents[0, : len(audio)], audio)
 
 

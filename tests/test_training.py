@@ -70,6 +70,44 @@ def test_metrics_file_has_one_row_per_step(reference_run):
     assert os.path.isdir(os.path.join(workdir, "tensorboard"))
 
 
+def test_log_every_fetches_metrics_in_windows_and_writes_the_same_rows(reference_run, tmp_path):
+    """log_every=5 (checkpoints every 4): metrics leave the device at steps 4, 5, 8, 10, 12 only, and the file
+    holds the same rows, the same losses, as the log_every=1 run."""
+    workdir = str(tmp_path / "w")
+    code, _, err = tr.run(tr.cli(workdir, *CLI_RUN, "--config.log_every=5"), timeout=TIMEOUT)
+    assert code == 0, err[-4000:]
+    got = tr.metrics(workdir)
+    assert [r["step"] for r in got] == list(range(1, 13))
+    assert losses(got) == losses(reference_run[1])
+    assert checkpoints(workdir) == [4, 8, 12]
+
+
+@pytest.mark.unit
+def test_pending_metrics_stay_on_device_until_flushed(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from unityshots_jax.train import trainer
+
+    written, fetches = [], []
+    out = type("Out", (), {"write": lambda self, row: written.append(row)})()
+    run = type("Run", (), {"max_nonfinite": 0})()
+    bar = type("Bar", (), {"set_postfix": lambda self, **kw: None})()
+    pending = trainer._PendingMetrics(out, run)
+    state = type("State", (), {"skipped": jnp.zeros((), jnp.int32)})()
+    for step in (1, 2, 3):
+        pending.add(step, state, {"loss": jnp.float32(step / 10)})
+    assert written == []
+    real_get = jax.device_get
+    monkeypatch.setattr(trainer.jax, "device_get", lambda x: fetches.append(1) or real_get(x))
+    last = pending.flush(bar)
+    assert fetches == [1] and [r["step"] for r in written] == [1, 2, 3] and last == written[-1]
+    assert last["loss"] == pytest.approx(0.3) and last["skipped"] == 0 and pending.flush(bar) == {}
+    pending.add(4, type("State", (), {"skipped": jnp.ones((), jnp.int32)})(), {"loss": jnp.float32(0.0)})
+    with pytest.raises(trainer.TrainingError, match="max_nonfinite=0"):
+        pending.flush(bar)
+
+
 def test_sigkill_then_resume_continues_the_same_loss_curve(reference_run, tmp_path):
     _, want = reference_run
     workdir = str(tmp_path)

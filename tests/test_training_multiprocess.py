@@ -15,9 +15,8 @@ import pytest
 
 from helpers import training_runs as tr
 
-# each test starts 2-3 JAX processes that trace and load (or, on a cold cache, compile) their programs: ~1.5-3 min
-# even with a warm compilation cache on 2 shared cores
-pytestmark = pytest.mark.slow
+# each test starts 2-3 JAX processes that trace and compile their programs: about a minute each on 2 cores. They
+# run in CI: multi-host training must not rot silently.
 
 MESH = ("--config.mesh.data=-1", "--config.mesh.fsdp=2")  # 4 devices: data 2 (across processes) × fsdp 2
 

@@ -1,7 +1,7 @@
 """The `unityshots` command line: generate, train, package, convert, export, verify, make-tiny.
 
 Every failure is one line on stderr naming the cause, and a non-zero exit (2 for bad input, 1 for a failed
-verification); nothing half-written is left behind.
+verification); nothing half-written is left behind. `--debug` (or UNITYSHOTS_DEBUG=1) prints the traceback first.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import functools
 import os
 import sys
+import traceback
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
@@ -88,9 +89,6 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "toy_world")
-
-
 def _cmd_generate(args: argparse.Namespace) -> int:
     import time
 
@@ -98,7 +96,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from unityshots_jax.pipeline.generate import StoryGenerator, write_story
     from unityshots_jax.pipeline.story_conditioning import prepare_story
     from unityshots_jax.prompt.story_prompt import load_story_prompt
-    from unityshots_jax.story.story_checkpoint import load_story_model
+    from unityshots_jax.story.story_checkpoint import DEFAULT_CHECKPOINT
+    from unityshots_jax.train.package import load_trained_model
 
     outputs = plan_story_outputs(args.output, overwrite=args.overwrite)  # before any compute
     if not 1 <= args.steps <= 1000:
@@ -111,7 +110,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         raise _UsageError(f"--guidance: {args.guidance}; expected 1 (off) to 20")
     prompt = load_story_prompt(args.story)
     t0 = time.perf_counter()
-    model = load_story_model(args.checkpoint, overrides={"max_shots": len(prompt.shots)})
+    model = load_trained_model(args.checkpoint or DEFAULT_CHECKPOINT, overrides={"max_shots": len(prompt.shots)})
     generator = StoryGenerator(model, guidance=args.guidance)
     story = prepare_story(prompt, model.story, generator.codecs, cut_strength=args.cut_strength)
     for i in story.truncated:
@@ -159,7 +158,7 @@ def _interruptible(work):
 
 
 def _cmd_package(args: argparse.Namespace) -> int:
-    from unityshots_jax.story.story_checkpoint import package_run
+    from unityshots_jax.train.package import package_run
 
     path = package_run(args.workdir, args.out, use_ema=not args.no_ema, meta={"made_by": args.note} if args.note else None)
     print(f"packaged {args.workdir} -> {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
@@ -195,13 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="unityshots", description="UnityShots on JAX: LTX-2.3 multi-shot audio-video.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback behind an error (also: environment UNITYSHOTS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser = functools.partial(sub.add_parser, formatter_class=_DefaultsFormatter)
 
     p = sub.add_parser("generate", help="a story file -> one mp4 (video + audio, one segment per shot) + contact sheet")
     p.add_argument("story", help="story file (.yaml / .json, see docs/story_format.md)")
     p.add_argument("-o", "--output", required=True, help="output .mp4 (OUT.shots.json and a contact sheet OUT.png are written beside it)")
-    p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+    p.add_argument("--checkpoint", default=None,
                    help="a packaged story model (directory with model.safetensors) or a training workdir; "
                         "default: the shipped toy-world model")
     p.add_argument("--seed", type=int, default=0, help="random seed (0 to 2**63 - 1)")
@@ -279,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args, overrides) if getattr(args, "takes_overrides", False) else args.run(args)
     except (CheckpointError, ConfigError, _UsageError, ValueError, OSError, RuntimeError) as e:
+        if args.debug or os.environ.get("UNITYSHOTS_DEBUG") == "1":
+            traceback.print_exc()
         print(f"unityshots {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,7 +1,8 @@
 """Logical axis names → mesh axes, one mesh built from config, and activation constraints.
 
 Model code names logical axes only ("embed", "heads", "activation_length", …). The rules that map them onto the
-mesh axes ("data", "fsdp", "context", "tensor") live in config; `use_mesh(mesh, rules)` activates them, and
+mesh axes ("data", "fsdp", "context", "tensor") live in config (`config.sharding_rules`, a list of pairs; presets in
+`configs/sharding_rules.py`), are checked by `parse_rules`, and `use_mesh(mesh, rules)` activates them;
 `constrain` is a no-op outside such a context (single-device runs, tests, notebooks).
 """
 
@@ -17,31 +18,29 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "context", "tensor")
 
-# Default rules: weights FSDP-sharded on their embed dim and tensor-parallel on heads/mlp; activations
-# batch-sharded over data×fsdp and sequence-sharded over context.
-DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
-    ("activation_batch", ("data", "fsdp")),
-    ("activation_length", "context"),
-    ("activation_heads", "tensor"),
-    ("activation_embed", None),
-    ("layers", None),
-    ("embed", "fsdp"),
-    ("heads", "tensor"),
-    ("mlp", "tensor"),
-    ("caption", None),
-)
-
-# Context parallelism with weights sharded over fsdp and context together (the context devices also hold
-# weight shards, as maxdiffusion's LTX-2 rules do); activations are sequence-sharded on context as before.
-FSDP_CONTEXT_RULES = tuple((name, ("context", "fsdp")) if name == "embed" else (name, target) for name, target in DEFAULT_RULES)
-RULE_PRESETS = {"default": DEFAULT_RULES, "fsdp_context": FSDP_CONTEXT_RULES}
+Rules = tuple[tuple[str, str | tuple[str, ...] | None], ...]
 
 
-def rules_preset(name: str) -> tuple:
-    """The logical-axis rules named `name` ("default" or "fsdp_context")."""
-    if name not in RULE_PRESETS:
-        raise ValueError(f"sharding rules {name!r}: expected one of {sorted(RULE_PRESETS)}")
-    return RULE_PRESETS[name]
+def parse_rules(value, where: str = "config.sharding_rules") -> Rules:
+    """A config's list of (logical axis, target) pairs as a tuple of pairs; ValueError naming the entry when a pair
+    is malformed, a logical axis repeats, or a target is not None, a mesh axis, or a list of mesh axes."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{where}: expected a list of (logical axis, mesh axes) pairs (see configs/sharding_rules.py), "
+                         f"got {value!r}")
+    out, seen = [], set()
+    for i, pair in enumerate(value):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise ValueError(f"{where}[{i}]: expected (logical axis, mesh axes), got {pair!r}")
+        name, target = pair
+        if name in seen:
+            raise ValueError(f"{where}[{i}]: logical axis {name!r} appears twice")
+        seen.add(name)
+        axes = () if target is None else (target,) if isinstance(target, str) else tuple(target)
+        bad = [a for a in axes if a not in MESH_AXES]
+        if bad or (target is not None and not axes):
+            raise ValueError(f"{where}[{i}]: {name!r} → {target!r}; mesh axes are {', '.join(MESH_AXES)}")
+        out.append((name, None if target is None else axes[0] if isinstance(target, str) else axes))
+    return tuple(out)
 
 
 _ACTIVE: contextvars.ContextVar[tuple[Mesh, tuple] | None] = contextvars.ContextVar("unityshots_mesh", default=None)
@@ -78,7 +77,7 @@ def build_mesh(shape: dict[str, int], devices: Sequence[jax.Device] | None = Non
 
 
 @contextlib.contextmanager
-def use_mesh(mesh: Mesh, rules: Sequence[tuple[str, object]] = DEFAULT_RULES) -> Iterator[None]:
+def use_mesh(mesh: Mesh, rules: Sequence[tuple[str, object]]) -> Iterator[None]:
     """Activate `mesh` and logical `rules` for `constrain` (and as JAX's current mesh)."""
     token = _ACTIVE.set((mesh, tuple(rules)))
     try:
@@ -95,8 +94,3 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
         return x
     mesh, rules = active
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, logical_to_spec(names, rules)))
-
-
-def named_sharding(mesh: Mesh, names: Sequence[str | None], rules: Sequence[tuple[str, object]] = DEFAULT_RULES) -> NamedSharding:
-    """NamedSharding on `mesh` for an array with logical axis `names`."""
-    return NamedSharding(mesh, logical_to_spec(names, rules))

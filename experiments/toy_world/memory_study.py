@@ -27,7 +27,7 @@ import numpy as np
 
 from unityshots_jax.pipeline.generate import StoryGenerator
 from unityshots_jax.pipeline.story_conditioning import prepare_story
-from unityshots_jax.story.story_checkpoint import load_story_model
+from unityshots_jax.train.package import load_trained_model
 from unityshots_jax.toy_world.detectors import read_identity, read_voice, transition_strength, unrelated_distance
 from unityshots_jax.toy_world.render import render_shot_video
 from unityshots_jax.toy_world.toy_records import story_prompt
@@ -89,7 +89,7 @@ def run(args) -> dict:
     prepared = {}
     for name in args.variants:
         overrides = VARIANTS[name]
-        model = load_story_model(args.checkpoint, overrides={"max_shots": max(args.ks), **overrides})
+        model = load_trained_model(args.checkpoint, overrides={"max_shots": max(args.ks), **overrides})
         gen = StoryGenerator(model)
         results["variants"][name] = {}
         for k in args.ks:
@@ -201,7 +201,7 @@ def write_markdown(results: dict, out: str, command: str) -> str:
 
 
 def main(argv=None) -> int:
-    from unityshots_jax.cli import DEFAULT_CHECKPOINT
+    from unityshots_jax.story.story_checkpoint import DEFAULT_CHECKPOINT
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT)

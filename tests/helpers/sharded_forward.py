@@ -11,6 +11,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configs/
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -22,7 +23,10 @@ from unityshots_jax.ltx.config import ExecutionConfig, LTXConfig  # noqa: E402
 from unityshots_jax.ltx.transformer import forward  # noqa: E402
 from unityshots_jax.reference.tiny_configs import tiny_transformer_config  # noqa: E402
 from unityshots_jax import sharding  # noqa: E402
-from unityshots_jax.sharding import DEFAULT_RULES, build_mesh, logical_to_spec, use_mesh  # noqa: E402
+from configs import sharding_rules  # noqa: E402
+from unityshots_jax.sharding import build_mesh, logical_to_spec, parse_rules, use_mesh  # noqa: E402
+
+DEFAULT_RULES = parse_rules(sharding_rules.default())
 
 MESHES = [
     {"data": 2, "fsdp": 2, "context": 2, "tensor": 1},
@@ -69,7 +73,7 @@ def run_meshes(mode, context, graphdef, params, logical, video, audio, execution
         placed = jax.device_put(params, shardings)
         replicated = NamedSharding(mesh, PartitionSpec())
         v_in, a_in = jax.device_put((video, audio), replicated)
-        with context(mesh):
+        with context(mesh, DEFAULT_RULES):
             assert sharding._ACTIVE.get() is not None  # `constrain` is live inside the context
             out = forward(graphdef, placed, v_in, a_in, None, execution)
         out = [np.asarray(x) for x in out]

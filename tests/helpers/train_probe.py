@@ -100,9 +100,9 @@ def run_steps(run, mesh, batches, *, process_rows=None):
     graphdef, logical = nnx.graphdef(abstract), param_logical_axes(abstract)
     params = jax.device_get(trainer.initial_params(run))
     state = init_train_state(jax.tree.map(np.asarray, params), jax.random.key(run.seed), run.step)
-    state_sh = state_shardings(jax.eval_shape(lambda: state), logical, mesh)
-    batch_sh = batch_sharding(mesh, jax.eval_shape(lambda: batches[0]))
-    step = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh)
+    state_sh = state_shardings(jax.eval_shape(lambda: state), logical, mesh, run.sharding_rules, run.step.optimizer)
+    batch_sh = batch_sharding(mesh, jax.eval_shape(lambda: batches[0]), run.sharding_rules)
+    step = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh, run.sharding_rules)
     state = jax.device_put(state, state_sh)
     losses, norms = [], []
     for b in batches:
@@ -161,8 +161,7 @@ def cmd_params(out: str, steps: str, overrides) -> None:
     """The step exactly as `trainer.train` builds it (same compiled program), trainable params after each step."""
     from flax import nnx
 
-    from unityshots_jax import sharding
-    from unityshots_jax.sharding import DEFAULT_RULES, build_mesh
+    from unityshots_jax.sharding import build_mesh
     from unityshots_jax.story.story_model import abstract_story_model
     from unityshots_jax.train import trainer
     from unityshots_jax.train.shots_forcing import to_device
@@ -176,12 +175,11 @@ def cmd_params(out: str, steps: str, overrides) -> None:
 
     _, run = run_of(overrides)
     mesh = build_mesh(run.mesh)
-    preset = getattr(sharding, "rules_preset", None)
-    rules = preset(run.sharding_rules) if preset and hasattr(run, "sharding_rules") else DEFAULT_RULES
+    rules = run.sharding_rules
     abstract = abstract_story_model(run.ltx, run.story)
     graphdef, logical = nnx.graphdef(abstract), param_logical_axes(abstract)
     state_shape = jax.eval_shape(lambda: init_train_state(trainer.initial_params(run), jax.random.key(run.seed), run.step))
-    state_sh = state_shardings(state_shape, logical, mesh, rules)
+    state_sh = state_shardings(state_shape, logical, mesh, rules, run.step.optimizer)
     loader = trainer._loader(run)
     iterator = iter(loader)
     batch_sh = batch_sharding(mesh, jax.eval_shape(lambda b: to_device(b), next(iter(loader))), rules)

@@ -185,3 +185,27 @@ def test_variants_round_trip(builder, tmp_path):
     if builder == "19b":
         assert any(name.startswith("caption_projection.") for name, _ in reloaded.named_parameters())
         assert case.video.context.shape[-1] == config["caption_channels"]
+
+
+def test_float64_run_is_float64_throughout_and_restores_ltx_core(tiny_setup):
+    """The ground-truth run: float64 parameters, inputs and outputs, float64 timestep table and RoPE grids while it
+    runs, ltx-core's own float32-pinned functions back afterwards."""
+    from ltx_core.model.transformer import timestep_embedding, transformer_args
+
+    from unityshots_jax.reference.float64_reference import float64_math, sinusoidal_embedding_f64
+
+    _, _, path, _, cases, outputs = tiny_setup
+    originals = (timestep_embedding.get_timestep_embedding, transformer_args.generate_freq_grid_np,
+                 transformer_args.generate_freq_grid_pytorch)
+    model64 = load_reference(path, "float64")
+    assert all(p.dtype == torch.float64 for p in model64.parameters())
+    video, audio = run_reference(model64, cases[0], "float64")
+    assert video.dtype == audio.dtype == np.float64
+    for ref32, ref64 in zip(outputs[cases[0].name], (video, audio)):
+        err = np.max(np.abs(ref32 - ref64))
+        assert 0 < err <= 1e-3 * np.max(np.abs(ref64))  # fp32 rounding, nothing else
+    with float64_math():
+        assert timestep_embedding.get_timestep_embedding is sinusoidal_embedding_f64
+        assert transformer_args.generate_freq_grid_np(10000.0, 3, 32).dtype == torch.float64
+    assert (timestep_embedding.get_timestep_embedding, transformer_args.generate_freq_grid_np,
+            transformer_args.generate_freq_grid_pytorch) == originals

@@ -1,36 +1,23 @@
 """Torch-free, streaming safetensors reading and writing, strict about malformed files.
 
-Reading parses the header (8-byte little-endian length, then JSON) and memory-maps tensors one at a time, so a
-file larger than RAM converts. bf16 tensors come back as `ml_dtypes.bfloat16` arrays, bit for bit. Nothing is
+Reading parses the header with `unityshots_jax.safetensors_format` (strict: offsets, gaps, overlaps, truncation)
+and memory-maps tensors one at a time, so a file larger than RAM converts. bf16 tensors come back as `ml_dtypes.bfloat16` arrays, bit for bit. Nothing is
 ever unpickled: a pickle or PyTorch zip file is recognised by its first bytes and refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import struct
 from typing import Callable, Mapping
 
-import ml_dtypes
 import numpy as np
 
-DTYPES: dict[str, np.dtype] = {
-    "F64": np.dtype(np.float64),
-    "F32": np.dtype(np.float32),
-    "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "I64": np.dtype(np.int64),
-    "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16),
-    "I8": np.dtype(np.int8),
-    "U8": np.dtype(np.uint8),
-    "BOOL": np.dtype(np.bool_),
-    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
-    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
-}
-_NAMES = {dtype: name for name, dtype in DTYPES.items()}
+from unityshots_jax.safetensors_format import DTYPES, SafetensorsFormatError, encode_header, header_length, parse_header
+from unityshots_jax.safetensors_format import dtype_name as format_dtype_name
+
+__all__ = ["DTYPES", "CheckpointError", "LazyTensor", "SafetensorsFile", "dtype_name", "write_safetensors"]
+
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -58,40 +45,14 @@ class SafetensorsFile:
         with open(path, "rb") as f:
             head = f.read(8)
             _refuse_foreign(path, head)
-            if len(head) < 8:
-                raise CheckpointError(f"{path}: too short for a safetensors header ({self.size} bytes)")
-            (n,) = struct.unpack("<Q", head)
-            if n == 0 or n > _MAX_HEADER:
-                raise CheckpointError(f"{path}: not a safetensors file (header length {n})")
-            if 8 + n > self.size:
-                raise CheckpointError(f"{path}: truncated: header needs {8 + n} bytes, file has {self.size}")
-            raw = f.read(n)
-        try:
-            header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{path}: not a safetensors file (header is not JSON: {e})") from None
-        if not isinstance(header, dict):
-            raise CheckpointError(f"{path}: not a safetensors file (header is not an object)")
-        self.data_start = 8 + n
-        meta = header.pop("__metadata__", None) or {}
-        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
-            raise CheckpointError(f"{path}: __metadata__ must map strings to strings")
-        self.metadata: dict[str, str] = meta
-        self._entries: dict[str, tuple[np.dtype, tuple[int, ...], int, int]] = {}
-        self.metadata_order = list(meta)
-        data_len = self.size - self.data_start
-        for key, entry in header.items():
             try:
-                dtype = DTYPES[entry["dtype"]]
-                shape = tuple(int(d) for d in entry["shape"])
-                begin, end = (int(o) for o in entry["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise CheckpointError(f"{path}: tensor {key!r}: malformed header entry {entry!r}") from None
-            if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize or begin < 0:
-                raise CheckpointError(f"{path}: tensor {key!r}: byte range does not match shape {shape} {entry['dtype']}")
-            if end > data_len:
-                raise CheckpointError(f"{path}: truncated: tensor {key!r} ends at byte {self.data_start + end}, file has {self.size}")
-            self._entries[key] = (dtype, shape, begin, end)
+                n = header_length(head, self.size, _MAX_HEADER, "a safetensors file")
+                self.data_start = 8 + n
+                meta, self._entries = parse_header(f.read(n), self.size - self.data_start, "a safetensors file")
+            except SafetensorsFormatError as e:
+                raise CheckpointError(f"{path}: {e}") from None
+        self.metadata: dict[str, str] = meta
+        self.metadata_order = list(meta)
 
     def keys(self) -> list[str]:
         return list(self._entries)
@@ -113,10 +74,11 @@ class SafetensorsFile:
 
 
 def dtype_name(dtype: np.dtype) -> str:
+    """The safetensors name of `dtype`; CheckpointError if it has none."""
     try:
-        return _NAMES[np.dtype(dtype)]
-    except KeyError:
-        raise CheckpointError(f"dtype {dtype} cannot be stored in safetensors") from None
+        return format_dtype_name(dtype)
+    except SafetensorsFormatError as e:
+        raise CheckpointError(str(e)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,20 +107,14 @@ def write_safetensors(
     names = sorted(tensors) if order is None else list(order)
     if set(names) != set(tensors) or len(names) != len(tensors):
         raise CheckpointError(f"{path}: tensor order does not list exactly the tensors to write")
-    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
-    offset = 0
-    for name in names:
-        t = tensors[name]
-        nbytes = int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
-        header[name] = {"dtype": dtype_name(t.dtype), "shape": list(t.shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    raw += b" " * (-len(raw) % 8)
+    try:
+        header = encode_header([(name, np.dtype(tensors[name].dtype), tuple(tensors[name].shape)) for name in names], metadata)
+    except SafetensorsFormatError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(raw)))
-            f.write(raw)
+            f.write(header)
             for name in names:
                 t = tensors[name]
                 arr = t.make() if isinstance(t, LazyTensor) else t

@@ -99,6 +99,10 @@ class TextEncoder(Protocol):
         """captions (B strings) → `TextContexts` with `[B, tokens, ·]` arrays."""
         ...
 
+    def truncated(self, caption: str) -> bool:
+        """Whether `caption` is longer than the encoder keeps (the rest is ignored; callers warn)."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class CodecBundle:
@@ -119,7 +123,8 @@ class CodecRequest:
     video_context_dim / audio_context_dim / text_tokens: the transformer's context widths and length;
     weights: a converted LTX directory (or official file) holding the VAE / vocoder / connector tensors, when the
     codec needs weights; text_encoder_dir: a Hugging Face text-encoder directory, when it needs one;
-    dtype: activation dtype of learned codecs.
+    dtype: activation dtype of learned codecs;
+    upsampler: the ×2 spatial latent upsampler file, for codecs that offer one (two-stage generation).
     """
 
     latent_grid: tuple[int, int, int, int]
@@ -129,6 +134,20 @@ class CodecRequest:
     weights: str | None = None
     text_encoder_dir: str | None = None
     dtype: str = "float32"
+    upsampler: str | None = None
+
+
+def codec_name(doc: dict, where: str) -> str:
+    """The `codec` entry of a training config or a packaged model's metadata (`where` names it in errors).
+
+    There is no default and no guess: a config or package written before the key existed says so, and the fix
+    is to add `"codec": "<name>"` (e.g. "toy_world") to it.
+    """
+    name = doc.get("codec")
+    if not isinstance(name, str) or not name:
+        raise CodecUnavailable(f"{where}: no 'codec' entry (written before codecs were named); add \"codec\": "
+                               f"\"<name>\" with one of: {', '.join(registered_codecs())}")
+    return name
 
 
 CodecFactory = Callable[[CodecRequest], CodecBundle]
@@ -151,7 +170,9 @@ def build_codecs(name: str, request: CodecRequest) -> CodecBundle:
     """The bundle registered as `name`, built for `request`; unknown names are refused with the known ones."""
     _load_builtin()
     if name not in _REGISTRY:
-        raise CodecUnavailable(f"codec: unknown codec {name!r} (known: {', '.join(sorted(_REGISTRY))})")
+        hint = (" — LTX-2.3 media need the ltx23 bundle (video / audio VAE, vocoder, Gemma text encoder), which this "
+                "installation does not have" if name.startswith("ltx") else "")
+        raise CodecUnavailable(f"codec: unknown codec {name!r} (known: {', '.join(sorted(_REGISTRY))}){hint}")
     bundle = _REGISTRY[name](request)
     for field, proto in (("video", VideoCodec), ("audio", AudioCodec), ("text", TextEncoder)):
         if not isinstance(getattr(bundle, field), proto):

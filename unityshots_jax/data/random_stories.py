@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from unityshots_jax.data.story_record import CONTINUE, FIRST, HARD, SIGNALS, StoryRecord
+from unityshots_jax.data.story_record import CONTINUE, FIRST, HARD, StoryRecord
+from unityshots_jax.story.boundary_gate import SIGNALS
 from unityshots_jax.story.shot_sequence import R2V
 from unityshots_jax.story.story_config import StoryConfig
 

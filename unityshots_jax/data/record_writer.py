@@ -4,7 +4,10 @@ Files: `{prefix}-{i:05d}-of-{n:05d}.array_record` (one encoded `StoryRecord` per
 so any record reads without decompressing its neighbours) and `{prefix}.manifest.json`:
 
     {"format": "unityshots.story", "version": "1", "count": N, "shards": [{"path": "<basename>", "count": n_i}, …],
-     "config": {shape fields …} | null, "config_fingerprint": "<16 hex>" | null}
+     "config": {shape fields …} | null, "config_fingerprint": "<16 hex>" | null, "codec": "<name>" | null}
+
+"codec" names the codec bundle (`unityshots_jax.codecs`) whose latents and text contexts the records hold (the
+writer encodes through `unityshots_jax.story.story_codecs.story_codecs(name, …)`, as generation decodes).
 
 Records are dealt round-robin (record i → shard i mod n, streaming: nothing is held in memory), so the record
 key j of the concatenated shards is not the input index. Every file (shards, then the manifest last) is written
@@ -60,11 +63,12 @@ def write_records(
     cfg: StoryConfig | None = None,
     video_context_dim: int | None = None,
     audio_context_dim: int | None = None,
+    codec: str | None = None,
 ) -> list[str]:
     """Encode `records` into `num_shards` ArrayRecord files; returns the shard paths (in record-key order).
 
     With `cfg` (and both context dims) every record is validated first (`RecordError` aborts the write, and no
-    final file is created) and the manifest carries the configuration fingerprint.
+    final file is created) and the manifest carries the configuration fingerprint; `codec` is recorded as given.
     """
     if num_shards < 1:
         raise ValueError(f"num_shards: must be ≥ 1, got {num_shards}")
@@ -104,6 +108,7 @@ def write_records(
         "config": None if cfg is None else config_shapes(cfg, video_context_dim, audio_context_dim),
         "config_fingerprint": None if cfg is None else config_fingerprint(cfg, video_context_dim, audio_context_dim),
         "writer_options": WRITER_OPTIONS,
+        "codec": codec,
     }
     _write_json_atomic(manifest_path(path_prefix), manifest)
     return paths

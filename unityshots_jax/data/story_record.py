@@ -40,7 +40,6 @@ REQUIRED_FIELDS = (
     "cut_type", "allowed_modes", "ref_image", "has_ref_image", "ref_audio", "ref_audio_mask",
 )  # fmt: skip
 OPTIONAL_FIELDS = ("boundary", "s_vis", "s_aud", "s_beat")
-SIGNALS = ("s_vis", "s_aud", "s_beat")
 
 
 class RecordError(ValueError):

@@ -102,12 +102,14 @@ def open_story_source(
     cfg: StoryConfig | None = None,
     video_context_dim: int | None = None,
     audio_context_dim: int | None = None,
+    codec: str | None = None,
 ) -> grain.sources.ArrayRecordDataSource:
     """grain's `ArrayRecordDataSource` over a written data set.
 
     location: a path prefix given to `write_records`, its `.manifest.json`, or an explicit list of shard paths.
     With a manifest and `cfg` (+ both dims), a manifest written for another configuration raises RecordError
-    (field "config_fingerprint"); records are validated one by one when read in any case.
+    (field "config_fingerprint"), and so does one written through another codec bundle than `codec` (field
+    "codec"; manifests without the entry are not checked); records are validated one by one when read in any case.
     """
     if isinstance(location, (list, tuple)):
         return grain.sources.ArrayRecordDataSource([os.fspath(p) for p in location])
@@ -121,4 +123,7 @@ def open_story_source(
                 f"data set {location!r}", "config_fingerprint",
                 f"written for {manifest['config']} (fingerprint {manifest['config_fingerprint']}), loading with fingerprint {want}",
             )  # fmt: skip
+    written = manifest.get("codec")
+    if codec is not None and written is not None and written != codec:
+        raise RecordError(f"data set {location!r}", "codec", f"records encoded by codec {written!r}, the run uses {codec!r}")
     return grain.sources.ArrayRecordDataSource(paths)

@@ -42,6 +42,73 @@ _CHECKED_AV_CONSTANTS: dict[str, Any] = {
 }
 
 
+# The `transformer` section of the LTX-2.3 22B checkpoint header (`metadata["config"]["transformer"]`; third-party
+# extraction, architecture reference Appendix C). The one copy in the tree: configs/ltx23_22b.py, the parity
+# harness's tiny configs and the planning tools read it from here. `audio_in_channels` is absent (default 128).
+LTX23_22B_TRANSFORMER: dict = {
+    "_class_name": "AVTransformer3DModel",
+    "activation_fn": "gelu-approximate",
+    "attention_bias": True,
+    "attention_head_dim": 128,
+    "attention_type": "default",
+    "caption_channels": 3840,
+    "cross_attention_dim": 4096,
+    "double_self_attention": False,
+    "dropout": 0.0,
+    "in_channels": 128,
+    "norm_elementwise_affine": False,
+    "norm_eps": 1e-06,
+    "norm_num_groups": 32,
+    "num_attention_heads": 32,
+    "num_embeds_ada_norm": 1000,
+    "num_layers": 48,
+    "num_vector_embeds": None,
+    "only_cross_attention": False,
+    "cross_attention_norm": True,
+    "out_channels": 128,
+    "upcast_attention": False,
+    "use_linear_projection": False,
+    "qk_norm": "rms_norm",
+    "standardization_norm": "rms_norm",
+    "positional_embedding_type": "rope",
+    "positional_embedding_theta": 10000.0,
+    "positional_embedding_max_pos": [20, 2048, 2048],
+    "timestep_scale_multiplier": 1000,
+    "av_ca_timestep_scale_multiplier": 1000.0,
+    "causal_temporal_positioning": True,
+    "audio_num_attention_heads": 32,
+    "audio_attention_head_dim": 64,
+    "use_audio_video_cross_attention": True,
+    "share_ff": False,
+    "audio_out_channels": 128,
+    "audio_cross_attention_dim": 2048,
+    "audio_positional_embedding_max_pos": [20],
+    "av_cross_ada_norm": True,
+    "use_embeddings_connector": True,
+    "connector_attention_head_dim": 128,
+    "connector_num_attention_heads": 32,
+    "connector_num_layers": 8,
+    "connector_positional_embedding_max_pos": [4096],
+    "connector_num_learnable_registers": 128,
+    "connector_norm_output": True,
+    "use_middle_indices_grid": True,
+    "apply_gated_attention": True,
+    "connector_apply_gated_attention": True,
+    "caption_projection_first_linear": False,
+    "caption_projection_second_linear": False,
+    "caption_proj_input_norm": False,
+    "connector_learnable_registers_std": 1,
+    "caption_proj_before_connector": True,
+    "audio_connector_attention_head_dim": 64,
+    "audio_connector_num_attention_heads": 32,
+    "cross_attention_adaln": True,
+    "text_encoder_norm_type": "per_token_rms",
+    "rope_type": "split",
+    "frequencies_precision": "float64",
+}
+FREQUENCY_PRECISIONS = ("float64", "float32")
+
+
 class ConfigError(ValueError):
     """A checkpoint configuration that cannot describe an LTX transformer; the message names the field."""
 
@@ -104,8 +171,8 @@ class LTXConfig:
             for field in ("heads", "head_dim", "in_channels", "out_channels", "context_dim"):
                 if getattr(stream, field) < 1:
                     raise ConfigError(f"{name}.{field}: must be >= 1, got {getattr(stream, field)}")
-            if self.rope_type == "split" and stream.head_dim % 2:
-                raise ConfigError(f"{name} attention_head_dim: split RoPE needs an even head dim, got {stream.head_dim}")
+            if stream.head_dim % 2:  # both RoPE types rotate pairs of head channels
+                raise ConfigError(f"{name} attention_head_dim: RoPE needs an even head dim, got {stream.head_dim}")
             if self.caption_channels is None and stream.context_dim != stream.dim:
                 raise ConfigError(
                     f"{'cross_attention_dim' if name == 'video' else 'audio_cross_attention_dim'}: must equal "
@@ -204,6 +271,9 @@ class LTXConfig:
         rope_type = get("rope_type", "interleaved")
         if rope_type not in ROPE_TYPES:
             raise ConfigError(f"config.transformer.rope_type: expected one of {ROPE_TYPES}, got {rope_type!r}")
+        if get("frequencies_precision", "float32") not in FREQUENCY_PRECISIONS:
+            raise ConfigError(f"config.transformer.frequencies_precision: expected one of {FREQUENCY_PRECISIONS}, "
+                              f"got {get('frequencies_precision', None)!r}")
         return cls(
             model_type=model_type,
             num_layers=integer("num_layers", 48),

@@ -8,9 +8,8 @@ Conventions (patchified latents, as in ltx-core's ``LatentState``):
 
 * ``x`` / ``x0`` / ``clean`` / ``noise``: ``[batch, tokens, channels]`` in the latent dtype (bf16 in the pipelines);
 * ``denoise_mask``: ``[batch, tokens, 1]`` float32, 1 = generate, 0 = keep the clean (conditioning) token;
-* ``sigma``: a scalar (0-d array or Python float), the step's noise level. Only ``to_denoised`` (re-exported from
-  ``unityshots_jax.ltx.transformer``) takes per-token sigmas (``timesteps = denoise_mask * sigma``), because that is
-  what the model wrapper uses.
+* ``sigma``: a scalar (0-d array or Python float), the step's noise level. Only ``to_denoised`` takes per-token
+  sigmas (``timesteps = denoise_mask * sigma``), because that is what the model wrapper (X0Model) uses.
 
 Flow-matching relations: ``x_σ = (1-σ)·x0 + σ·ε``, velocity ``v = ε − x0``, so ``x0 = x − σ·v`` and
 ``v = (x − x0)/σ``. The Euler step moves ``x`` along ``v`` from σ to σ_next.
@@ -31,20 +30,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from unityshots_jax.ltx.transformer import to_denoised  # noqa: F401  (re-exported: x0 = x − v·σ, per-token σ)
-
 Array = jax.Array
 Scalar = float | Array
 
 # Token-count anchors of the shift interpolation: base_shift at 1024 tokens, max_shift at 4096.
-_BASE_SHIFT_TOKENS = 1024
-_MAX_SHIFT_TOKENS = 4096
+BASE_SHIFT_TOKENS = 1024
+MAX_SHIFT_TOKENS = 4096
+BASE_SHIFT, MAX_SHIFT = 0.95, 2.05
+
+
+def token_shift(tokens: int, base_shift: float = BASE_SHIFT, max_shift: float = MAX_SHIFT) -> float:
+    """The sigma shift for a sequence of `tokens` tokens: the line through (1024, base_shift) and (4096, max_shift),
+    not capped (LTX2Scheduler's; the training distribution caps `tokens` at 4096 itself). Python float64."""
+    slope = (max_shift - base_shift) / (MAX_SHIFT_TOKENS - BASE_SHIFT_TOKENS)
+    return slope * tokens + (base_shift - slope * BASE_SHIFT_TOKENS)
 
 # ltx_pipelines.utils.constants: the distilled 8-step schedule and the stage-2 (refine) 3-step schedule.
 DISTILLED_SIGMAS = np.array([1.0, 0.99375, 0.9875, 0.98125, 0.975, 0.909375, 0.725, 0.421875, 0.0], np.float32)
@@ -80,9 +84,9 @@ def _torch_linspace_f32(start: float, end: float, n: int) -> np.ndarray:
 def ltx2_sigmas(
     steps: int,
     *,
-    tokens: int = _MAX_SHIFT_TOKENS,
-    max_shift: float = 2.05,
-    base_shift: float = 0.95,
+    tokens: int = MAX_SHIFT_TOKENS,
+    max_shift: float = MAX_SHIFT,
+    base_shift: float = BASE_SHIFT,
     stretch: bool = True,
     terminal: float = 0.1,
 ) -> np.ndarray:
@@ -105,9 +109,7 @@ def ltx2_sigmas(
     f32 = np.float32
     s = _torch_linspace_f32(1.0, 0.0, steps + 1)
 
-    slope = (max_shift - base_shift) / (_MAX_SHIFT_TOKENS - _BASE_SHIFT_TOKENS)
-    intercept = base_shift - slope * _BASE_SHIFT_TOKENS
-    e = f32(math.exp(tokens * slope + intercept))
+    e = f32(math.exp(token_shift(tokens, base_shift, max_shift)))
 
     nonzero = s != 0
     with np.errstate(divide="ignore"):
@@ -123,6 +125,18 @@ def ltx2_sigmas(
         with np.errstate(invalid="ignore", divide="ignore"):
             sig[nonzero] = f32(1.0) - one_minus / scale
     return sig.astype(np.float32)
+
+
+def to_denoised(latent: Array, velocity: Array, sigma: Array) -> Array:
+    """x0 = x_t − v·σ in float32, cast back to the latent dtype (ltx-core's ``to_denoised``, used by X0Model).
+
+    latent, velocity: ``[batch, tokens, channels]`` (or any latent layout); sigma: a scalar, per-sample, or per-token
+    ``[batch, tokens]`` (a trailing channel axis is added) — it broadcasts against the latent."""
+    sigma = jnp.asarray(sigma, jnp.float32)
+    if sigma.ndim == 2:
+        sigma = sigma[..., None]
+    out = latent.astype(jnp.float32) - velocity.astype(jnp.float32) * sigma
+    return out.astype(latent.dtype)
 
 
 def to_velocity(x: Array, sigma: Scalar, x0: Array) -> Array:
@@ -319,39 +333,25 @@ def needed_passes(*streams: GuidanceParams) -> tuple[bool, bool, bool]:
     )
 
 
+def joint_skip_step(*streams: GuidanceParams) -> int:
+    """The `skip_step` of a joint A/V step: every stream's, which must agree.
+
+    The pipelines reuse a stream's previous guided x0 on its skipped steps and run the model with that stream
+    *disabled* (its blocks skipped) when only the other stream needs the step — which changes the other stream's
+    prediction through the A↔V cross-attention. The port has no disabled-stream forward, so streams that skip on
+    different steps are refused (ValueError) rather than approximated; equal values reproduce the reference exactly
+    (a step both skip runs no model call)."""
+    values = {int(p.skip_step) for p in streams}
+    if len(values) != 1:
+        raise ValueError(f"guidance skip_step: the streams differ ({sorted(values)}); per-stream skipping needs a "
+                         "transformer call with one stream disabled, which is not ported — use one value")
+    (value,) = values
+    if value < 0:
+        raise ValueError(f"guidance skip_step: must be ≥ 0, got {value}")
+    return value
+
+
 # ltx_pipelines.utils.constants.LTX_2_3_PARAMS (30 steps, STG on block 28).
 LTX23_VIDEO = GuidanceParams(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(28,))
 LTX23_AUDIO = GuidanceParams(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7, stg_blocks=(28,))
 LTX23_STEPS = 30
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Loop
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def euler_sample(
-    denoise_fn: Callable[[Array, Array, Array], Array],
-    x: Array,
-    sigmas: Array,
-    *,
-    clean: Array,
-    denoise_mask: Array,
-) -> Array:
-    """Euler denoising loop (one stream) as a ``lax.scan`` over the schedule.
-
-    denoise_fn(x, sigma, step) → x0 ``[batch, tokens, channels]`` (the guided x0 prediction; sigma is the scalar
-    step sigma, step the int32 index). Per step: ``x0 = post_process(x0, clean, mask)``, then
-    ``x = euler_step(x, x0, σ_i, σ_{i+1})``. x, clean: ``[batch, tokens, channels]``; denoise_mask:
-    ``[batch, tokens, 1]``; sigmas: ``[steps + 1]`` float32. Returns the final x (same shape and dtype).
-    """
-    sigmas = jnp.asarray(sigmas, jnp.float32)
-    n = sigmas.shape[0] - 1
-
-    def body(xc, inp):
-        sigma, sigma_next, i = inp
-        x0 = post_process(denoise_fn(xc, sigma, i), clean, denoise_mask)
-        return euler_step(xc, x0, sigma, sigma_next), None
-
-    out, _ = jax.lax.scan(body, x, (sigmas[:-1], sigmas[1:], jnp.arange(n, dtype=jnp.int32)))
-    return out

@@ -15,20 +15,17 @@ from unityshots_jax.ltx.layers import dense
 TIMESTEP_CHANNELS = 256
 
 
-# torch's float32 exp (SLEEF, 1-ulp) rounds these entries of the default table one ulp above the correctly
-# rounded value; since t·f reaches 1000, one ulp of f moves sin/cos by ~3e-5, so we match torch exactly.
-_TORCH_EXP_ULPS = {(10000.0, 128): {13: 1, 44: 1, 119: 1}}
-
-
 @functools.lru_cache(maxsize=8)
 def timestep_frequencies(half: int, max_period: float) -> np.ndarray:
-    """f_k = exp(−ln(P)·k / half), k < half, float32 exactly as ltx-core computes it on CPU."""
+    """f_k = exp(−ln(P)·k / half), k < half, as float32: the exponent rounded through float32 exactly as ltx-core
+    forms it, then the correctly rounded float32 of its exp (computed in float64).
+
+    torch's own float32 `exp` is not correctly rounded and differs between machines (a few entries one ulp
+    apart); parity is judged against the reference run in float64 (`parity_criterion`), so we match no
+    machine's table.
+    """
     exponent = (np.float32(-math.log(max_period)) * np.arange(half, dtype=np.float32)).astype(np.float32)
-    freqs = np.exp((exponent / np.float32(half)).astype(np.float64)).astype(np.float32)
-    bits = freqs.view(np.int32).copy()
-    for k, ulps in _TORCH_EXP_ULPS.get((float(max_period), half), {}).items():
-        bits[k] += ulps
-    return bits.view(np.float32)
+    return np.exp((exponent / np.float32(half)).astype(np.float64)).astype(np.float32)
 
 
 def timestep_embedding(t: jnp.ndarray, channels: int = TIMESTEP_CHANNELS, max_period: float = 10000.0) -> jnp.ndarray:

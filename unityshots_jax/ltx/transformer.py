@@ -224,11 +224,3 @@ def forward(
     """Pure, jitted forward: (graphdef, params) from `nnx.split(model)`; see `LTXModel.__call__`."""
     return nnx.merge(graphdef, params)(video, audio, perturbations, execution)
 
-
-def to_denoised(latent: jnp.ndarray, velocity: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
-    """x0 = x_t − v·σ in float32, cast back to the latent dtype. sigma broadcasts (`[batch, tokens]` per token)."""
-    sigma = jnp.asarray(sigma, jnp.float32)
-    if sigma.ndim == 2:
-        sigma = sigma[..., None]
-    out = latent.astype(jnp.float32) - velocity.astype(jnp.float32) * sigma
-    return out.astype(latent.dtype)

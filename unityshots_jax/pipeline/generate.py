@@ -2,7 +2,7 @@
 
 `StoryGenerator(model)` compiles once per (batch, variant) and runs `generate_story` (a scan over shots carrying
 the constant-size memory, a scan over denoising steps inside); `decode` turns a story's latents into frames
-`[T, H, W, 3]` and a waveform `[N]` with each shot exactly as long as the story says.
+`[T, H, W, 3]` and a waveform (`[N]` mono or `[N, 2]` stereo) with each shot exactly as long as the story says.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from unityshots_jax.ltx.config import ExecutionConfig
+from unityshots_jax.ltx.sampler import SamplerConfig
 from unityshots_jax.ltx.sampling import GuidanceParams
-from unityshots_jax.pipeline.media_codecs import StoryCodecs, codecs_for
+from unityshots_jax.codecs.base import CodecBundle, codec_name
 from unityshots_jax.pipeline.story_conditioning import PreparedStory, stack_stories
 from unityshots_jax.story.shot_scan import SamplingConfig, generate_story, progress_hook
 from unityshots_jax.story.story_checkpoint import LoadedStoryModel
+from unityshots_jax.story.story_codecs import story_codecs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,16 +64,16 @@ class StoryGenerator:
 
     def __init__(self, model: LoadedStoryModel, execution: ExecutionConfig | None = None, guidance: float | None = None):
         self.model = model
-        self.codecs: StoryCodecs = codecs_for(model.meta, model.story, model.ltx.video.context_dim, model.ltx.audio.context_dim)
+        name = codec_name(model.meta, f"{model.path}: metadata")
+        self.codecs: CodecBundle = story_codecs(name, model.story, model.ltx.video.context_dim, model.ltx.audio.context_dim)
         self.execution = execution or ExecutionConfig(dtype="float32")
         self.guidance = default_guidance(model.meta) if guidance is None else float(guidance)
 
     def sampling(self, steps: int, progress: bool = False) -> SamplingConfig:
         cfg = self.model.story
         g = GuidanceParams(cfg=self.guidance, stg=0.0, modality=1.0, rescale=0.0, stg_blocks=())
-        shift = int(self.model.meta.get("shift_tokens", 0)) or cfg.video_frames * cfg.frame_tokens  # as in training
-        return SamplingConfig(steps=int(steps), shift_tokens=shift, video=g, audio=g,
-                              progress=progress)
+        shift = cfg.shift_tokens(int(self.model.meta.get("shift_tokens", 0)))  # as in training
+        return SamplingConfig(SamplerConfig(steps=int(steps), shift_tokens=shift), video=g, audio=g, progress=progress)
 
     def latents(self, stories: list[PreparedStory], *, seed: int, steps: int, progress: bool = False):
         """(video `[shots, B, F, h, w, C]`, audio `[shots, B, Fa, Ca]`) numpy latents for equal-length stories."""
@@ -87,15 +89,20 @@ class StoryGenerator:
         return np.asarray(video), np.asarray(audio)
 
     def decode(self, story: PreparedStory, video: np.ndarray, audio: np.ndarray) -> StoryMedia:
-        """One story's latents (video `[shots, F, h, w, C]`, audio `[shots, Fa, Ca]`) → `StoryMedia`."""
-        frames, waves = [], []
-        for i in range(story.num_shots):
-            frames.append(self.codecs.video.decode(video[i, : story.n_frames[i]]))
-            waves.append(self.codecs.audio.decode(audio[i, : story.n_audio[i]], start_sample=sum(map(len, waves))))
-        starts = lambda parts: tuple(int(x) for x in np.cumsum([0] + [len(p) for p in parts[:-1]]))  # noqa: E731
-        return StoryMedia(np.concatenate(frames), np.concatenate(waves), float(self.codecs.video.fps),
-                          int(self.codecs.audio.sample_rate), starts(frames), tuple(len(f) for f in frames),
-                          starts(waves), tuple(len(w) for w in waves), story.texts)
+        """One story's latents (video `[shots, F, h, w, C]`, audio `[shots, Fa, Ca]`) → `StoryMedia`.
+
+        Video is decoded shot by shot (a cut is a cut); audio as one stream (the shots' latents joined), so it
+        runs on without a seam, and is cut into shots at the latent-frame boundaries."""
+        k = story.num_shots
+        frames = [self.codecs.video.decode(video[i, : story.n_frames[i]]) for i in range(k)]
+        wave = self.codecs.audio.decode(np.concatenate([audio[i, : story.n_audio[i]] for i in range(k)]))
+        wave = wave[:, 0] if wave.shape[1] == 1 else wave  # mono `[N]`, or `[N, 2]` stereo (LTX-2.3: 48 kHz)
+        per_frame = self.codecs.audio.output_sample_rate / self.codecs.audio.latent_rate
+        bounds = [min(int(round(n * per_frame)), len(wave)) for n in np.cumsum([0, *story.n_audio])]
+        starts = tuple(int(x) for x in np.cumsum([0] + [len(f) for f in frames[:-1]]))
+        return StoryMedia(np.concatenate(frames), wave[: bounds[-1]], float(self.codecs.video.fps),
+                          int(self.codecs.audio.output_sample_rate), starts, tuple(len(f) for f in frames),
+                          tuple(bounds[:-1]), tuple(b - a for a, b in zip(bounds[:-1], bounds[1:])), story.texts)
 
     def generate(self, stories: list[PreparedStory], *, seed: int = 0, steps: int = 20, progress: bool = False) -> list[StoryMedia]:
         video, audio = self.latents(stories, seed=seed, steps=steps, progress=progress)

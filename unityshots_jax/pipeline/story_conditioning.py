@@ -13,8 +13,9 @@ import math
 
 import numpy as np
 
-from unityshots_jax.pipeline.media_codecs import StoryCodecs
+from unityshots_jax.codecs.base import CodecBundle
 from unityshots_jax.prompt.story_prompt import StoryPrompt, StoryPromptError, compose_shot_texts, cut_strengths
+from unityshots_jax.story.story_codecs import audio_hop
 from unityshots_jax.story.story_config import StoryConfig
 from unityshots_jax.story.story_inputs import StoryInputs, make_story_inputs
 
@@ -68,7 +69,7 @@ def shot_lengths(prompt: StoryPrompt, cfg: StoryConfig) -> tuple[np.ndarray, np.
     return np.asarray(nf, np.int32), np.asarray(na, np.int32)
 
 
-def _image_latent(path, codecs: StoryCodecs) -> np.ndarray:
+def _image_latent(path, codecs: CodecBundle) -> np.ndarray:
     """An image file → one latent frame `[h, w, C]` (the frame held for a whole latent frame)."""
     from unityshots_jax.media.media_files import load_image
 
@@ -76,14 +77,14 @@ def _image_latent(path, codecs: StoryCodecs) -> np.ndarray:
     return codecs.video.encode(np.repeat(frame[None], codecs.video.temporal_scale, 0))[0]
 
 
-def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: StoryCodecs, *, cut_strength: float | None = None) -> PreparedStory:
+def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: CodecBundle, *, cut_strength: float | None = None) -> PreparedStory:
     """The conditioning of `prompt` for a model of story config `cfg` (see `PreparedStory`)."""
     k = len(prompt.shots)
     if k > cfg.max_shots:
         raise _error(prompt, "shots", f"{k} shots; this model generates at most {cfg.max_shots}")
     n_frames, n_audio = shot_lengths(prompt, cfg)
     texts = compose_shot_texts(prompt)
-    vctx, actx, mask = codecs.text.encode_batch(texts)
+    contexts = codecs.text.encode(texts)
     frame_shape = (cfg.height, cfg.width, cfg.latent_channels)
     first = np.zeros((k, *frame_shape), np.float32)
     for i, shot in enumerate(prompt.shots):
@@ -97,8 +98,9 @@ def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: StoryCodecs, *,
     if with_voice:
         from unityshots_jax.media.media_files import load_audio
 
-        hop = codecs.audio.hop
-        wave = load_audio(with_voice[0].reference_voice, codecs.audio.sample_rate)
+        hop = audio_hop(codecs)
+        wave = load_audio(with_voice[0].reference_voice, codecs.audio.sample_rate)[:, None]
+        wave = np.repeat(wave, codecs.audio.channels, 1)  # mono file → the codec's channels
         frames = min(len(wave) // hop, cfg.ref_audio_frames)
         if frames < 1:
             i = prompt.characters.index(with_voice[0])
@@ -107,7 +109,7 @@ def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: StoryCodecs, *,
         ref_audio[:frames] = codecs.audio.encode(wave[: frames * hop])
         ref_mask = (np.arange(cfg.ref_audio_frames) < frames).astype(np.float32)
     return PreparedStory(
-        texts=tuple(texts), video_context=vctx, audio_context=actx, context_mask=mask,
+        texts=tuple(texts), video_context=contexts.video, audio_context=contexts.audio, context_mask=contexts.mask,
         modes=np.asarray([s.mode for s in prompt.shots]),
         cut_strength=np.asarray(cut_strengths(prompt, cfg.cut_priors, cut_strength), np.float32),
         n_frames=n_frames, n_audio=n_audio, first_frame=first, ref_image=ref_image, ref_audio=ref_audio,
@@ -116,7 +118,7 @@ def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: StoryCodecs, *,
     )  # fmt: skip
 
 
-def stack_stories(stories: list[PreparedStory], cfg: StoryConfig, codecs: StoryCodecs) -> StoryInputs:
+def stack_stories(stories: list[PreparedStory], cfg: StoryConfig, codecs: CodecBundle) -> StoryInputs:
     """Stories of equal shot count → batched, padded `StoryInputs` (missing references are zeros, masked)."""
     if len({s.num_shots for s in stories}) != 1:
         raise ValueError("stack_stories: every story in a batch needs the same number of shots")
@@ -131,12 +133,12 @@ def stack_stories(stories: list[PreparedStory], cfg: StoryConfig, codecs: StoryC
     if any(has_voice):
         ref_audio = np.stack([s.ref_audio if s.ref_audio is not None else np.zeros((cfg.ref_audio_frames, cfg.audio_channels), np.float32) for s in stories])
         ref_mask = np.stack([s.ref_audio_mask if s.ref_audio_mask is not None else np.zeros((cfg.ref_audio_frames,), np.float32) for s in stories])
-    negative = codecs.text.encode("")
+    negative = codecs.text.encode([""])
     b = len(stories)
     return make_story_inputs(
         cfg, video_context=stack("video_context"), audio_context=stack("audio_context"), context_mask=stack("context_mask"),
         modes=stack("modes"), cut_strength=stack("cut_strength"), n_frames=stack("n_frames"), n_audio=stack("n_audio"),
         first_frame=stack("first_frame"), ref_image=ref_image, ref_audio=ref_audio, ref_audio_mask=ref_mask,
-        negative_video_context=np.repeat(negative[0][None], b, 0), negative_audio_context=np.repeat(negative[1][None], b, 0),
-        negative_context_mask=np.repeat(negative[2][None], b, 0),
+        negative_video_context=np.repeat(negative.video, b, 0), negative_audio_context=np.repeat(negative.audio, b, 0),
+        negative_context_mask=np.repeat(negative.mask, b, 0),
     )  # fmt: skip

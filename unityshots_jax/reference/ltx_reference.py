@@ -26,11 +26,11 @@ from ltx_core.model.transformer.text_projection import create_caption_projection
 
 CHECKPOINT_PREFIX = "model.diffusion_model."
 MODEL_TYPES = ("audio_video", "video_only", "audio_only")
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    """Map a dtype name ("float32", "bfloat16", "float16") to the torch dtype."""
+    """Map a dtype name ("float32", "bfloat16", "float16", "float64") to the torch dtype."""
     if name not in _DTYPES:
         raise ValueError(f"unknown dtype {name!r}; expected one of {sorted(_DTYPES)}")
     return _DTYPES[name]
@@ -192,8 +192,10 @@ def load_reference(
     `SingleGPUModelBuilder(model_class_configurator=..., model_path=path,
     model_sd_ops=LTXV_MODEL_COMFY_RENAMING_MAP).build(device=cpu, dtype=dtype)`; the config comes from the
     file's `metadata["config"]`. `threads` (if not None) is passed to `torch.set_num_threads` (fp32 outputs
-    change by ~2e-6 between thread counts). Raises RuntimeError if any parameter stayed on the meta device
-    (the builder itself only logs a warning and returns the meta model).
+    change by ~2e-6 between thread counts). `dtype="float64"` loads the float32 model and `.double()`s it (the
+    ground-truth run of the parity criterion; run it through `run_reference(..., "float64")`). Raises
+    RuntimeError if any parameter stayed on the meta device (the builder itself only logs a warning and returns
+    the meta model).
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -202,7 +204,9 @@ def load_reference(
         model_path=os.fspath(path),
         model_sd_ops=LTXV_MODEL_COMFY_RENAMING_MAP,
     )
-    model = builder.build(device=torch.device("cpu"), dtype=torch_dtype(dtype))
+    model = builder.build(device=torch.device("cpu"), dtype=torch_dtype("float32" if dtype == "float64" else dtype))
+    if dtype == "float64":
+        model = model.double()
     missing = [name for name, p in model.named_parameters() if p.is_meta]
     if missing:
         raise RuntimeError(f"checkpoint {path} left {len(missing)} parameters uninitialised, e.g. {missing[:5]}")

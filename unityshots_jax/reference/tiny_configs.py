@@ -10,67 +10,9 @@ from __future__ import annotations
 
 import copy
 
-LTX23_TRANSFORMER_CONFIG: dict = {
-    "_class_name": "AVTransformer3DModel",
-    "activation_fn": "gelu-approximate",
-    "attention_bias": True,
-    "attention_head_dim": 128,
-    "attention_type": "default",
-    "caption_channels": 3840,
-    "cross_attention_dim": 4096,
-    "double_self_attention": False,
-    "dropout": 0.0,
-    "in_channels": 128,
-    "norm_elementwise_affine": False,
-    "norm_eps": 1e-06,
-    "norm_num_groups": 32,
-    "num_attention_heads": 32,
-    "num_embeds_ada_norm": 1000,
-    "num_layers": 48,
-    "num_vector_embeds": None,
-    "only_cross_attention": False,
-    "cross_attention_norm": True,
-    "out_channels": 128,
-    "upcast_attention": False,
-    "use_linear_projection": False,
-    "qk_norm": "rms_norm",
-    "standardization_norm": "rms_norm",
-    "positional_embedding_type": "rope",
-    "positional_embedding_theta": 10000.0,
-    "positional_embedding_max_pos": [20, 2048, 2048],
-    "timestep_scale_multiplier": 1000,
-    "av_ca_timestep_scale_multiplier": 1000.0,
-    "causal_temporal_positioning": True,
-    "audio_num_attention_heads": 32,
-    "audio_attention_head_dim": 64,
-    "use_audio_video_cross_attention": True,
-    "share_ff": False,
-    "audio_out_channels": 128,
-    "audio_cross_attention_dim": 2048,
-    "audio_positional_embedding_max_pos": [20],
-    "av_cross_ada_norm": True,
-    "use_embeddings_connector": True,
-    "connector_attention_head_dim": 128,
-    "connector_num_attention_heads": 32,
-    "connector_num_layers": 8,
-    "connector_positional_embedding_max_pos": [4096],
-    "connector_num_learnable_registers": 128,
-    "connector_norm_output": True,
-    "use_middle_indices_grid": True,
-    "apply_gated_attention": True,
-    "connector_apply_gated_attention": True,
-    "caption_projection_first_linear": False,
-    "caption_projection_second_linear": False,
-    "caption_proj_input_norm": False,
-    "connector_learnable_registers_std": 1,
-    "caption_proj_before_connector": True,
-    "audio_connector_attention_head_dim": 64,
-    "audio_connector_num_attention_heads": 32,
-    "cross_attention_adaln": True,
-    "text_encoder_norm_type": "per_token_rms",
-    "rope_type": "split",
-    "frequencies_precision": "float64",
-}
+from unityshots_jax.ltx.config import LTX23_22B_TRANSFORMER, LTXConfig
+
+LTX23_TRANSFORMER_CONFIG: dict = LTX23_22B_TRANSFORMER  # the one copy: unityshots_jax/ltx/config.py
 """Full 22B `transformer` config. Note: `audio_in_channels` is absent (the configurator defaults it to 128)."""
 
 # Keys that only the 2.3 layout writes; `tiny_19b_config(explicit_keys=False)` drops them so the
@@ -88,50 +30,14 @@ _LTX23_ONLY_KEYS = (
     "text_encoder_norm_type",
 )
 
-_ROPE_TYPES = ("split", "interleaved")
-_FREQ_PRECISIONS = ("float64", "float32")
-
-
-def _require_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def validate_transformer_config(config: dict, *, audio_video: bool = True) -> None:
-    """Check the structural invariants a (tiny) LTX transformer config must satisfy.
+    """Check the structural invariants a (tiny) LTX transformer config must satisfy: the library's own checks
+    (`LTXConfig.from_checkpoint_config`: positive sizes, even head dims, context widths equal to the stream widths,
+    equal head counts for split RoPE with both streams, known `rope_type` / `frequencies_precision`).
 
-    Raises ValueError naming the offending field. Checked: positive sizes; even head dims (RoPE halves
-    each head); `cross_attention_dim == num_attention_heads * attention_head_dim` and the audio
-    equivalent (ltx-core reshapes the context to the stream width); split RoPE with both streams needs
-    `num_attention_heads == audio_num_attention_heads` (the cross-modal RoPE has the audio inner dim but
-    is split over each stream's own heads); known `rope_type` / `frequencies_precision` values.
+    Raises ValueError (`ConfigError`) naming the offending field.
     """
-    for key in ("num_layers", "num_attention_heads", "attention_head_dim", "audio_num_attention_heads",
-                "audio_attention_head_dim", "in_channels", "out_channels", "audio_out_channels"):
-        _require_positive(key, config[key])
-    _require_positive("audio_in_channels", config.get("audio_in_channels", 128))
-    for key in ("attention_head_dim", "audio_attention_head_dim"):
-        if config[key] % 2:
-            raise ValueError(f"{key} must be even for RoPE, got {config[key]}")
-    video_dim = config["num_attention_heads"] * config["attention_head_dim"]
-    audio_dim = config["audio_num_attention_heads"] * config["audio_attention_head_dim"]
-    if config["cross_attention_dim"] != video_dim:
-        raise ValueError(f"cross_attention_dim must equal num_attention_heads*attention_head_dim={video_dim}, "
-                         f"got {config['cross_attention_dim']}")
-    if config["audio_cross_attention_dim"] != audio_dim:
-        raise ValueError(f"audio_cross_attention_dim must equal audio_num_attention_heads*audio_attention_head_dim="
-                         f"{audio_dim}, got {config['audio_cross_attention_dim']}")
-    rope_type = config.get("rope_type", "interleaved")
-    if rope_type not in _ROPE_TYPES:
-        raise ValueError(f"rope_type must be one of {_ROPE_TYPES}, got {rope_type!r}")
-    precision = config.get("frequencies_precision", "float32")
-    if precision not in _FREQ_PRECISIONS:
-        raise ValueError(f"frequencies_precision must be one of {_FREQ_PRECISIONS}, got {precision!r}")
-    if audio_video and rope_type == "split" and config["num_attention_heads"] != config["audio_num_attention_heads"]:
-        raise ValueError("audio_num_attention_heads must equal num_attention_heads for split RoPE with both streams "
-                         f"(got {config['audio_num_attention_heads']} vs {config['num_attention_heads']})")
-    if not config.get("caption_proj_before_connector", False):
-        _require_positive("caption_channels", config.get("caption_channels", 0))
+    LTXConfig.from_checkpoint_config(config, "audio_video" if audio_video else "video_only")
 
 
 def _resize(config: dict, *, num_layers: int, heads: int, head_dim: int, audio_heads: int, audio_head_dim: int,

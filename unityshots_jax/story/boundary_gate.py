@@ -4,18 +4,34 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from unityshots_jax.story.cut_prior import interpolation_weights
 from unityshots_jax.story.story_config import GateConfig
 
 
-def boundary_score(
-    tau: jnp.ndarray, s_vis: jnp.ndarray, s_aud: jnp.ndarray, s_beat: jnp.ndarray, gate: GateConfig
-) -> jnp.ndarray:
-    """b̄ = clamp(τ·(α·s_vis + β·s_aud + γ·s_beat), 0, 1); all arrays `[batch]` (or broadcastable)."""
+SIGNALS = ("s_vis", "s_aud", "s_beat")
+
+
+def boundary_score(tau, s_vis, s_aud, s_beat, gate: GateConfig):
+    """b̄ = clamp(τ·(α·s_vis + β·s_aud + γ·s_beat), 0, 1) (paper Eq. 2); all arrays `[batch]` (or broadcastable).
+
+    The only implementation of Eq. 2: numpy float32 in → numpy out (the input pipeline never dispatches to an
+    accelerator), jax in → jax out."""
     b = tau * (gate.alpha * s_vis + gate.beta * s_aud + gate.gamma * s_beat)
-    return jnp.clip(b, 0.0, 1.0)
+    return b.clip(0.0, 1.0)
+
+
+def boundary_from_signals(tau, signals: dict, gate: GateConfig):
+    """`boundary_score` with the signals of `signals` ({"s_vis", "s_aud", "s_beat"} → array or None); a missing
+    signal counts as present (1), so with none at all b̄ = clamp(τ·(α + β + γ), 0, 1). tau, signals `[…]` float32."""
+    unknown = sorted(set(signals) - set(SIGNALS))
+    if unknown:
+        raise ValueError(f"boundary signals: unknown {unknown[0]!r}; expected {', '.join(SIGNALS)}")
+    one = np.ones_like(tau) if isinstance(tau, np.ndarray) else jnp.ones_like(tau)
+    s = {n: one if signals.get(n) is None else signals[n] for n in SIGNALS}
+    return boundary_score(tau, s["s_vis"], s["s_aud"], s["s_beat"], gate)
 
 
 def gate_coefficients(b: jnp.ndarray, gate: GateConfig) -> tuple[jnp.ndarray, jnp.ndarray]:

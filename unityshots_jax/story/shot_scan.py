@@ -1,8 +1,9 @@
 """Generation: a `jax.lax.scan` over shots carrying the story state, a scan over denoising steps inside it.
 
-Per shot: write the LTM for the boundary entering it, draw noise, run the LTX-2 Euler loop on the scheduler's
-sigmas with the reference's multimodal guidance (CFG, STG, modality isolation, rescale; the passes a step needs
-run as one batch), re-impose the I2V first frame after every step, then store the shot's tail. Stories of any
+Per shot: write the LTM for the boundary entering it, draw noise, run the denoising loop (`ltx.sampler.denoise_loop`:
+solver and schedule from `SamplingConfig.sampler`) with the reference's multimodal guidance (CFG, STG, modality
+isolation, rescale, skip_step; the passes a step needs run as one batch), re-impose the I2V first frame after every
+prediction, then store the shot's tail. Stories of any
 length up to `max_shots` share one compilation (padding shots leave the state untouched and output zeros).
 """
 
@@ -18,8 +19,8 @@ from flax import nnx
 
 from unityshots_jax.ltx.config import ExecutionConfig
 from unityshots_jax.ltx.inputs import Perturbations
-from unityshots_jax.ltx.sampling import GuidanceParams, euler_step, ltx2_sigmas, needed_passes, post_process
-from unityshots_jax.ltx.transformer import to_denoised
+from unityshots_jax.ltx.sampler import SamplerConfig, denoise_loop
+from unityshots_jax.ltx.sampling import GuidanceParams, joint_skip_step, needed_passes, to_denoised
 from unityshots_jax.story.shot_sequence import ShotConditioning, shot_video_mask, with_first_frame
 from unityshots_jax.story.story_inputs import StoryInputs
 from unityshots_jax.story.story_model import StoryModel, shot_velocity, zero_padding
@@ -30,16 +31,19 @@ NO_GUIDANCE = GuidanceParams(cfg=1.0, stg=0.0, modality=1.0, rescale=0.0, stg_bl
 
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
-    """steps: LTX2Scheduler steps (30 for LTX-2.3); shift_tokens: the token count its shift uses (the pipelines
-    pass none, i.e. 4096); video / audio: guidance per stream (ltx.sampling.LTX23_VIDEO / LTX23_AUDIO for the
-    pipelines' values; the default runs one pass per step); progress: call the hook installed with
-    `progress_hook` after every denoising step (a host callback; off by default)."""
+    """sampler: solver, sigma schedule and steps (`ltx.sampler.SamplerConfig`; LTX-2.3: Euler, 30 LTX2Scheduler
+    steps shifted for 4096 tokens); video / audio: guidance per stream (ltx.sampling.LTX23_VIDEO / LTX23_AUDIO for
+    the pipelines' values; the default runs one pass per step; their skip_step must agree, see `joint_skip_step`);
+    progress: call the hook installed with `progress_hook` after every denoising step (a host callback; off by
+    default)."""
 
-    steps: int = 30
-    shift_tokens: int = 4096
+    sampler: SamplerConfig = SamplerConfig()
     video: GuidanceParams = NO_GUIDANCE
     audio: GuidanceParams = NO_GUIDANCE
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        joint_skip_step(self.video, self.audio)  # refuse streams that skip on different steps before compiling
 
 
 _PROGRESS_HOOKS: list = []
@@ -108,28 +112,24 @@ def denoise_shot(
     mask = shot_video_mask(shot, cfg).reshape(b, cfg.video_frames, cfg.height, cfg.width, 1)
     stacked, perturbations, names = _guidance_batch(model, inputs, shot, sampling, b)
     passes = len(names)
-    refs = jax.tree.map(lambda x: jnp.concatenate([x] * passes, 0), inputs.refs)
-    state_p = jax.tree.map(lambda x: jnp.concatenate([x] * passes, 0), state)
-    sigmas = jnp.asarray(ltx2_sigmas(sampling.steps, tokens=sampling.shift_tokens))
+    rep = lambda x: jnp.concatenate([x] * passes, 0)  # noqa: E731  every pass of a step in one batch
+    refs, state_p, masks = jax.tree.map(rep, inputs.refs), jax.tree.map(rep, state), rep(mask)
 
-    def step(carry, sig):
-        xv, xa = carry
-        sigma, sigma_next = sig
-        rep = lambda x: jnp.concatenate([x] * passes, 0)  # noqa: E731
+    def guided(x, sigma, _step):
+        xv, xa = x
         sig_b = jnp.full((b * passes,), sigma, jnp.float32)
         vv, va = shot_velocity(model, rep(xv), rep(xa), sig_b, stacked, refs, state_p, perturbations, execution)
-        x0v = to_denoised(rep(xv), vv, sigma * jnp.concatenate([mask] * passes, 0))
-        x0a = to_denoised(rep(xa), va, sigma)
         split = lambda x: dict(zip(names, jnp.split(x, passes, 0)))  # noqa: E731
-        gv, ga = split(x0v), split(x0a)
-        x0v = sampling.video.apply(gv["cond"], gv.get("uncond"), gv.get("perturbed"), gv.get("isolated"))
-        x0a = sampling.audio.apply(ga["cond"], ga.get("uncond"), ga.get("perturbed"), ga.get("isolated"))
-        x0v = post_process(x0v, clean_video, mask)
-        if sampling.progress:
-            jax.debug.callback(_tick, ordered=False)
-        return (euler_step(xv, x0v, sigma, sigma_next), euler_step(xa, x0a, sigma, sigma_next)), None
+        gv = split(to_denoised(rep(xv), vv, sigma * masks))
+        ga = split(to_denoised(rep(xa), va, sigma))
+        return (sampling.video.apply(gv["cond"], gv.get("uncond"), gv.get("perturbed"), gv.get("isolated")),
+                sampling.audio.apply(ga["cond"], ga.get("uncond"), ga.get("perturbed"), ga.get("isolated")))
 
-    (xv, xa), _ = jax.lax.scan(step, (x_video, x_audio), (sigmas[:-1], sigmas[1:]))
+    xv, xa = denoise_loop(
+        guided, (x_video, x_audio), jnp.asarray(sampling.sampler.sigmas()), clean=(clean_video, None),
+        denoise_mask=(mask, None), solver=sampling.sampler.solver, skip_step=joint_skip_step(sampling.video, sampling.audio),
+        callback=_tick if sampling.progress else None,
+    )  # fmt: skip
     return xv, xa
 
 

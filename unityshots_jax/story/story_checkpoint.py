@@ -1,12 +1,14 @@
 """A trained story model as one file: `model.safetensors` (parameters + the config that built them).
 
-`package_run(workdir, out_dir)` takes a `unityshots train` workdir's latest checkpoint (its EMA weights when the
-run kept them) and writes `out_dir/model.safetensors`: every parameter as float32 under its path in the
-StoryModel's pure dict ("backbone/…", "memory/…"), LoRA folded in, and header metadata
+`save_story_model(out_dir, config, params, meta)` writes `out_dir/model.safetensors`: every parameter as float32
+under its path in the StoryModel's pure dict ("backbone/…", "memory/…"), and header metadata
 {"format": "unityshots.story-model", "version": "1", "config": the run's model_type / transformer / story /
 execution sections as JSON, "meta": JSON (codec, steps, final loss, the commands that made it)}.
-`load_story_model(path)` reads such a file (or a directory holding one, or a training workdir directly) and
-returns a ready (graphdef, params) pair; every tensor is checked against the configuration.
+`load_story_model(path)` reads such a file (or a directory holding one) and returns a ready (graphdef, params)
+pair; every tensor is checked against the configuration. Training workdirs are read by `train/package.py`.
+"codec" names the codec bundle (`unityshots_jax.codecs`) the model was trained with — the run
+config's `codec`, required there; a package without it is refused at generation (`codec_name`), never guessed.
+`DEFAULT_CHECKPOINT` is the toy-world model shipped inside the package.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import json
 import os
 
 import jax
-import ml_collections
 import numpy as np
 from flax import nnx
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile, write_safetensors
 from unityshots_jax.ltx.config import LTXConfig
-from unityshots_jax.story.story_config import StoryConfig
+from unityshots_jax.story.story_config import GateConfig, StoryConfig
 
 FORMAT, VERSION, FILENAME = "unityshots.story-model", "1", "model.safetensors"
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "toy_world")
 CONFIG_SECTIONS = ("model_type", "transformer", "story", "execution")
 
 
@@ -65,12 +67,19 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
     return tree
 
 
-def _configs(config: dict) -> tuple[LTXConfig, StoryConfig]:
-    from unityshots_jax.config_files import model_config
-    from unityshots_jax.train.train_config import story_config
+def _tuples(section: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
 
-    cfg = ml_collections.ConfigDict(config)
-    return model_config(cfg), story_config(cfg)
+
+def _configs(config: dict, path: str) -> tuple[LTXConfig, StoryConfig]:
+    """The LTX and story configurations of a model's `config` sections (JSON lists become tuples)."""
+    try:
+        ltx = LTXConfig.from_checkpoint_config(dict(config["transformer"]), config.get("model_type", "audio_video"))
+        story = dict(config["story"])
+        gate = GateConfig(**_tuples(story.pop("gate", {})))
+        return ltx, StoryConfig(**_tuples(story), gate=gate)
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: config cannot build the model ({type(e).__name__}: {e})") from None
 
 
 def save_story_model(out_dir: str, config: dict, params: dict, meta: dict) -> str:
@@ -84,69 +93,42 @@ def save_story_model(out_dir: str, config: dict, params: dict, meta: dict) -> st
     return path
 
 
-def package_run(workdir: str, out_dir: str, *, use_ema: bool = True, meta: dict | None = None) -> str:
-    """The latest checkpoint of a training workdir → `out_dir/model.safetensors` (see the module docstring)."""
-    loaded = load_story_model(workdir, use_ema=use_ema)
-    return save_story_model(out_dir, loaded.config, nnx.to_pure_dict(loaded.params), {**loaded.meta, **(meta or {})})
-
-
-def _read_workdir(workdir: str, use_ema: bool) -> tuple[dict, dict, dict]:
-    """(config, pure-dict params, meta) of a training workdir's latest checkpoint."""
-    import orbax.checkpoint as ocp
-
-    from unityshots_jax.train.train_config import run_config
-    from unityshots_jax.train.train_step import init_train_state, model_params
-    from unityshots_jax.train.trainer import initial_params
-
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = json.load(f)
-    run = run_config(ml_collections.ConfigDict(config))
-    manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), item_names=("state", "data"))
-    step = manager.latest_step()
-    if step is None:
-        raise CheckpointError(f"{workdir}: no checkpoint yet (train first, or wait for the first checkpoint_every steps)")
-    shape = jax.eval_shape(lambda: init_train_state(initial_params(run), jax.random.key(run.seed), run.step))
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(shape))).state
-    manager.close()
-    trainable = state.ema if (use_ema and state.ema is not None) else state.trainable
-    params = model_params(trainable, state.frozen, dataclasses.replace(run.step, execution=dataclasses.replace(run.step.execution, dtype="float32")))
-    meta = {"codec": config.get("codec", "toy_world" if config.get("data", {}).get("source") == "toy_world" else "ltx"),
-            "train_steps": int(step), "weights": "ema" if trainable is state.ema else "trainable", "workdir": os.path.basename(workdir),
-            "caption_dropout": float(config.get("loss", {}).get("caption_dropout", 0.0)),
-            "shift_tokens": int(config.get("loss", {}).get("shift_tokens", 0))}
-    return config, params, meta
-
-
-def load_story_model(path: str, *, use_ema: bool = True, overrides: dict | None = None) -> LoadedStoryModel:
-    """A story model from `model.safetensors`, a directory holding one, or a `unityshots train` workdir.
+def load_story_model(path: str, *, overrides: dict | None = None) -> LoadedStoryModel:
+    """A story model from `model.safetensors` or a directory holding one.
 
     overrides: StoryConfig fields to change for generation (e.g. {"max_shots": 9, "memory_slots": "ltm",
-    "gate": {"learned_rho": False}}); shapes of parameters never depend on them. Raises CheckpointError naming the file and the tensor on any mismatch.
+    "gate": {"learned_rho": False}}); shapes of parameters never depend on them. Raises CheckpointError naming the
+    file and the tensor on any mismatch.
     """
+    path = os.path.abspath(path)
+    file_path = os.path.join(path, FILENAME) if os.path.isdir(path) else path
+    if not os.path.exists(file_path):
+        if os.path.exists(os.path.join(path, "config.json")):
+            raise CheckpointError(f"{path}: a training workdir, not a packaged model; load it with "
+                                  "unityshots_jax.train.package.load_trained_model or package it (unityshots package)")
+        raise CheckpointError(f"{path}: no {FILENAME} and not a training workdir (config.json + checkpoints/)")
+    f = SafetensorsFile(file_path)
+    if f.metadata.get("format") != FORMAT or f.metadata.get("version") != VERSION:
+        raise CheckpointError(f"{file_path}: not a {FORMAT} v{VERSION} file (metadata format {f.metadata.get('format')!r})")
+    try:
+        config, meta = json.loads(f.metadata["config"]), json.loads(f.metadata.get("meta", "{}"))
+    except (KeyError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{file_path}: unreadable config metadata ({e})") from None
+    return build_story_model(config, {k: f.read(k) for k in f.keys()}, meta, path, overrides=overrides)
+
+
+def build_story_model(config: dict, params: dict, meta: dict, path: str, *, overrides: dict | None = None) -> LoadedStoryModel:
+    """A `LoadedStoryModel` from config sections and parameters (a pure dict, or flat "a/b/c"-named tensors), each
+    tensor checked against the configuration; `path` names the source in errors. See `load_story_model`."""
     from unityshots_jax.story.story_model import abstract_story_model
 
-    path = os.path.abspath(path)
-    if os.path.isdir(path) and os.path.exists(os.path.join(path, "config.json")) and os.path.isdir(os.path.join(path, "checkpoints")):
-        config, params, meta = _read_workdir(path, use_ema)
-        flat = _flatten(params)
-    else:
-        file_path = os.path.join(path, FILENAME) if os.path.isdir(path) else path
-        if not os.path.exists(file_path):
-            raise CheckpointError(f"{path}: no {FILENAME} and not a training workdir (config.json + checkpoints/)")
-        f = SafetensorsFile(file_path)
-        if f.metadata.get("format") != FORMAT or f.metadata.get("version") != VERSION:
-            raise CheckpointError(f"{file_path}: not a {FORMAT} v{VERSION} file (metadata format {f.metadata.get('format')!r})")
-        try:
-            config, meta = json.loads(f.metadata["config"]), json.loads(f.metadata.get("meta", "{}"))
-        except (KeyError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"{file_path}: unreadable config metadata ({e})") from None
-        flat = {k: f.read(k) for k in f.keys()}
+    flat = _flatten(params)
     if overrides:
         story = {**config["story"], **{k: v for k, v in overrides.items() if k != "gate"}}
         if "gate" in overrides:
             story["gate"] = {**story.get("gate", {}), **overrides["gate"]}
         config = {**config, "story": story}
-    ltx, story = _configs(config)
+    ltx, story = _configs(config, path)
     graphdef, state = nnx.split(abstract_story_model(ltx, story))
     expected = _flatten(nnx.to_pure_dict(state))
     missing, unexpected = sorted(set(expected) - set(flat)), sorted(set(flat) - set(expected))

@@ -92,6 +92,11 @@ class StoryConfig:
         """Tokens of the video sequence: shot, reference image, LTM, STM."""
         return self.frame_tokens * (self.video_frames + self.ref_image_frames + self.ltm_frames + self.stm_frames)
 
+    def shift_tokens(self, override: int = 0) -> int:
+        """The token count that shifts the σ distribution (training) and the LTX2 schedule (generation): `override`
+        if set (e.g. 4096, LTX's maximum), else the shot's own video tokens F·H·W."""
+        return int(override) or self.video_frames * self.frame_tokens
+
     @property
     def audio_tokens(self) -> int:
         return self.audio_frames + self.ref_audio_frames

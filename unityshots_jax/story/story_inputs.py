@@ -1,13 +1,19 @@
-"""A story's inputs as fixed-shape arrays, checked before any compute, padded to the configured maximum."""
+"""A story's inputs as fixed-shape arrays, checked before any compute, padded to the configured maximum.
+
+The one padding rule for the shots a story does not have (`shot_padding` / `pad_shots`) and the one layout change
+to the shot-major order the scans consume (`shots_first`) live here; the training batch (`data/story_batch.py`)
+uses both, so a story looks the same to the sampler's scan and to the loss's.
+"""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from unityshots_jax.story.boundary_gate import boundary_score
-from unityshots_jax.story.shot_sequence import MODES, References, ShotConditioning
+from unityshots_jax.story.boundary_gate import SIGNALS, boundary_from_signals
+from unityshots_jax.story.shot_sequence import MODES, T2V, References, ShotConditioning
 from unityshots_jax.story.story_config import StoryConfig
 
 
@@ -33,6 +39,33 @@ class StoryInputs:
     @property
     def batch(self) -> int:
         return int(self.shots.mode.shape[1])
+
+
+def shot_padding(cfg: StoryConfig) -> dict[str, object]:
+    """What a per-shot field holds on the shots beyond a story's k (up to `cfg.max_shots`), by field name:
+    context_mask 1 (no all-masked attention row), n_frames F and n_audio Fa (whole shots, so no token count is
+    zero), allowed_modes T2V only; every other field (latents, contexts, τ, b̄, mode, valid, …) 0 / False."""
+    t2v_only = np.zeros((3,), bool)
+    t2v_only[T2V] = True
+    return {"context_mask": 1, "n_frames": cfg.video_frames, "n_audio": cfg.audio_frames, "allowed_modes": t2v_only}
+
+
+def pad_shots(name: str, arr, cfg: StoryConfig, *, axis: int = 0) -> np.ndarray:
+    """Host array `arr` of field `name` with k shots on `axis` → `cfg.max_shots` shots, filled by `shot_padding`."""
+    arr = np.asarray(arr)
+    pad = cfg.max_shots - arr.shape[axis]
+    if pad < 0:
+        raise StoryInputError(f"{name}: {arr.shape[axis]} shots, the configuration allows at most {cfg.max_shots}")
+    if pad == 0:
+        return arr
+    shape = list(arr.shape)
+    shape[axis] = pad
+    return np.concatenate([arr, np.full(shape, shot_padding(cfg).get(name, 0), arr.dtype)], axis)
+
+
+def shots_first(tree):
+    """Every leaf `[batch, shots, …]` → `[shots, batch, …]` (jax arrays): the order the shot scans consume."""
+    return jax.tree.map(lambda x: jnp.swapaxes(jnp.asarray(x), 0, 1), tree)
 
 
 def _check_shape(name: str, arr, expected: tuple) -> np.ndarray:
@@ -99,14 +132,14 @@ def make_story_inputs(
             raise StoryInputError(f"modes: values must be 0 (t2v), 1 (i2v) or 2 (r2v), got {sorted(set(md.reshape(-1)))}")
     tau = _check_shape("cut_strength", cut_strength, (b, k)).astype(np.float32)
     if boundary is None:
-        signals = {name: np.ones((b, k), np.float32) for name in ("s_vis", "s_aud", "s_beat")}
+        signals = {}
         for name, value in (boundary_signals or {}).items():
-            if name not in signals:
-                raise StoryInputError(f"boundary_signals: unknown signal {name!r}; expected s_vis, s_aud, s_beat")
+            if name not in SIGNALS:
+                raise StoryInputError(f"boundary_signals: unknown signal {name!r}; expected {', '.join(SIGNALS)}")
             signals[name] = _check_shape(f"boundary_signals.{name}", value, (b, k)).astype(np.float32)
             if signals[name].min() < 0 or signals[name].max() > 1:
                 raise StoryInputError(f"boundary_signals.{name}: values must lie in [0, 1]")
-        boundary = np.asarray(boundary_score(tau, signals["s_vis"], signals["s_aud"], signals["s_beat"], cfg.gate))
+        boundary = boundary_from_signals(tau, signals, cfg.gate)
     bnd = _check_shape("boundary", boundary, (b, k)).astype(np.float32)
     for name, arr in (("cut_strength", tau), ("boundary", bnd)):
         if arr.min() < 0 or arr.max() > 1:
@@ -144,26 +177,10 @@ def make_story_inputs(
     nac = _check_shape("negative_audio_context", nac, ac[:, 0].shape)
     ncm = _check_shape("negative_context_mask", ncm, cm[:, 0].shape)
 
-    pad = cfg.max_shots - k
-
-    def shots_first(arr, fill=0):
-        arr = np.swapaxes(np.asarray(arr), 0, 1)  # [k, batch, ...]
-        if pad:
-            filler = np.full((pad, *arr.shape[1:]), fill, arr.dtype)
-            arr = np.concatenate([arr, filler], 0)
-        return jnp.asarray(arr)
-
-    shots = ShotConditioning(
-        video_context=shots_first(vc.astype(np.float32)),
-        audio_context=shots_first(ac.astype(np.float32)),
-        context_mask=shots_first(cm.astype(np.int32), 1),
-        mode=shots_first(md),
-        first_frame=shots_first(ff),
-        n_frames=shots_first(nf, cfg.video_frames),
-        n_audio=shots_first(na, cfg.audio_frames),
-        cut_strength=shots_first(tau),
-        boundary=shots_first(bnd),
-        valid=shots_first(np.ones((b, k), bool), False),
-    )
+    per_shot = dict(
+        video_context=vc.astype(np.float32), audio_context=ac.astype(np.float32), context_mask=cm.astype(np.int32),
+        mode=md, first_frame=ff, n_frames=nf, n_audio=na, cut_strength=tau, boundary=bnd, valid=np.ones((b, k), bool),
+    )  # fmt: skip
+    shots = ShotConditioning(**shots_first({name: pad_shots(name, arr, cfg, axis=1) for name, arr in per_shot.items()}))
     refs = References(jnp.asarray(ri), jnp.asarray(image_valid), jnp.asarray(ra), jnp.asarray(ram))
     return StoryInputs(shots, refs, jnp.asarray(nvc, jnp.float32), jnp.asarray(nac, jnp.float32), jnp.asarray(ncm, jnp.int32))

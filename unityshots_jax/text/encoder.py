@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 
 import jax
@@ -29,7 +30,7 @@ from unityshots_jax.text.connector import NUM_REGISTERS
 from unityshots_jax.text.embeddings import TextEmbeddings, load_text_embeddings
 from unityshots_jax.text.gemma3.loading import load_tower, weight_files
 from unityshots_jax.text.gemma3.model import Gemma3TextTower
-from unityshots_jax.text.tokenizer import MAX_LENGTH, GemmaTokenizer
+from unityshots_jax.text.tokenizer import MAX_LENGTH, CaptionTruncated, GemmaTokenizer
 
 CACHE_FORMAT = "unityshots-ltx23-text-v1"
 _SAMPLE = 1 << 20  # bytes hashed at the start, middle and end of each weights file
@@ -136,6 +137,12 @@ class Ltx23TextEncoder:
         meta = {"format": CACHE_FORMAT, "caption": caption, "fingerprint": self.fingerprint}
         store = np.dtype(ml_dtypes.bfloat16) if self.dtype == "bfloat16" else np.dtype(np.float32)  # exact either way
         write_safetensors(path, {"video": video.astype(store), "audio": audio.astype(store)}, meta)
+
+    def truncated(self, caption: str) -> bool:
+        """Whether `caption` is longer than `tokens` (the rest would be ignored; callers warn). No warning here."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CaptionTruncated)
+            return self.tokenizer([caption]).truncated[0]
 
     def encode(self, captions: Sequence[str]) -> TextContexts:
         """captions (B strings) → `TextContexts` video `[B, tokens, Dv]`, audio `[B, tokens, Da]` float32 and mask

@@ -14,7 +14,9 @@ Audio (`ToyAudioCodec`): 800 samples (50 ms at 16 kHz) → 16 channels, the ampl
 projecting the frame on each frequency and mapped to 8·A − 1 (silence is −1, a full-loudness harmonic about +1). Decoding synthesises those sines with the
 amplitudes held per frame. Exact for the toy world's sounds (whose amplitudes change only at frame edges).
 
-Both work on one clip at a time (no batch axis), in numpy, float32.
+Both work on one clip at a time (no batch axis), in numpy, float32, with the shapes of the codec interface
+(`unityshots_jax.codecs.base`): waveforms are `[N, 1]` (mono) in and out; `toy_world/codec_bundle.py` registers
+them, with the hash text encoder, as the codec bundle "toy_world".
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ class ToyVideoCodec:
             raise CodecError(f"video: {frames} frames of {height}×{width} px is not whole latents ({ts} frames, {sp}×{sp} px)")
         return frames // ts, height // sp, width // sp, self.latent_channels
 
+    def frame_count(self, latent_frames: int) -> int:
+        """Frames decoded from `latent_frames` latent frames (each latent frame is held for 4 frames)."""
+        return int(latent_frames) * self.temporal_scale
+
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """frames `[T, H, W, 3]` in [0, 1] → latents `[T/4, H/4, W/4, 48]`."""
         x = np.asarray(frames, np.float32)
@@ -87,9 +93,17 @@ class ToyVideoCodec:
 
 @dataclasses.dataclass(frozen=True)
 class ToyAudioCodec:
+    """Mono 16 kHz in and out (`output_sample_rate` = `sample_rate`): waveforms `[N, 1]`."""
+
     sample_rate: int = SAMPLE_RATE
     hop: int = AUDIO_HOP
     latent_channels: int = len(AUDIO_FREQS)
+    channels: int = 1
+
+    @property
+    def output_sample_rate(self) -> int:
+        """Decoded audio is at the input rate (no vocoder)."""
+        return self.sample_rate
 
     @property
     def latent_rate(self) -> float:
@@ -102,10 +116,11 @@ class ToyAudioCodec:
         return samples // self.hop, self.latent_channels
 
     def encode(self, wave: np.ndarray) -> np.ndarray:
-        """wave `[N]` (N a multiple of 800) → latents `[N/800, 16]` (magnitudes: independent of the clip's phase)."""
+        """wave `[N, 1]` (N a multiple of 800) → latents `[N/800, 16]` (magnitudes: independent of the clip's phase)."""
         x = np.asarray(wave, np.float64)
-        if x.ndim != 1:
-            raise CodecError(f"audio: expected a mono waveform [samples], got shape {list(x.shape)}")
+        if x.ndim != 2 or x.shape[1] != self.channels:
+            raise CodecError(f"audio: expected a mono waveform [samples, 1], got shape {list(x.shape)}")
+        x = x[:, 0]
         frames, _ = self.latent_shape(x.shape[0])
         t = np.arange(self.hop) / self.sample_rate
         proj = x.reshape(frames, self.hop) @ np.exp(-2j * np.pi * np.outer(t, AUDIO_FREQS))
@@ -113,7 +128,7 @@ class ToyAudioCodec:
         return (8.0 * amps - 1.0).astype(np.float32)
 
     def decode(self, latents: np.ndarray, start_sample: int = 0) -> np.ndarray:
-        """latents `[Fa, 16]` → wave `[Fa·800]` float32 (negative amplitudes clipped to 0); `start_sample` sets
+        """latents `[Fa, 16]` → wave `[Fa·800, 1]` float32 (negative amplitudes clipped to 0); `start_sample` sets
         the phase reference, so consecutive clips decoded with their offsets join without phase jumps."""
         z = np.asarray(latents, np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_channels:
@@ -122,4 +137,4 @@ class ToyAudioCodec:
         n = z.shape[0] * self.hop
         t = (start_sample + np.arange(n)) / self.sample_rate
         held = np.repeat(amps, self.hop, axis=0)
-        return np.sum(held * np.sin(2 * np.pi * np.outer(t, AUDIO_FREQS)), axis=1).astype(np.float32)
+        return np.sum(held * np.sin(2 * np.pi * np.outer(t, AUDIO_FREQS)), axis=1, keepdims=True).astype(np.float32)

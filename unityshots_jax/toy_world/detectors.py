@@ -110,8 +110,8 @@ SPEECH_CHANNELS = np.asarray([f != BEAT_HZ for f in AUDIO_FREQS])
 
 
 def read_voice(wave: np.ndarray, codec: ToyAudioCodec = ToyAudioCodec()) -> int:
-    """The voice heard in `wave` `[N]` (N a multiple of 800): 0 … 5, or −1 if nothing is said."""
-    amps = np.clip((codec.encode(np.asarray(wave, np.float32)) + 1.0) / 8.0, 0.0, None) * SPEECH_CHANNELS
+    """The voice heard in `wave` `[N]` or `[N, 1]` (N a multiple of 800): 0 … 5, or −1 if nothing is said."""
+    amps = np.clip((codec.encode(np.asarray(wave, np.float32).reshape(-1, 1)) + 1.0) / 8.0, 0.0, None) * SPEECH_CHANNELS
     speaking = amps.sum(axis=1) > 0.05
     if not speaking.any():
         return -1

@@ -17,6 +17,8 @@ import re
 
 import numpy as np
 
+from unityshots_jax.codecs.base import TextContexts
+
 WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -48,7 +50,14 @@ class HashTextEncoder:
     video_dim: int
     audio_dim: int
 
-    def encode(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def encode(self, captions) -> TextContexts:
+        """captions (B strings) → `TextContexts`: video `[B, S, video_dim]`, audio `[B, S, audio_dim]`, mask `[B, S]`."""
+        if isinstance(captions, str):
+            raise TypeError("HashTextEncoder.encode: pass a sequence of captions, not one string")
+        parts = [self._encode_one(t) for t in captions]
+        return TextContexts(*(np.stack([p[i] for p in parts]) for i in range(3)))
+
+    def _encode_one(self, text: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """text → (video context `[S, video_dim]`, audio context `[S, audio_dim]`, mask `[S]` int32)."""
         toks = words(text)[: self.tokens]
         out = []
@@ -60,11 +69,6 @@ class HashTextEncoder:
         mask = np.zeros((self.tokens,), np.int32)
         mask[: max(len(toks), 1)] = 1  # an empty text still attends to one (zero) token
         return out[0], out[1], mask
-
-    def encode_batch(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """texts (k) → (`[k, S, video_dim]`, `[k, S, audio_dim]`, `[k, S]`)."""
-        parts = [self.encode(t) for t in texts]
-        return tuple(np.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
     def truncated(self, text: str) -> bool:
         """Whether `text` has more words than the encoder keeps."""

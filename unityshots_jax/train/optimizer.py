@@ -53,9 +53,9 @@ def learning_rates(cfg: OptimizerConfig) -> dict[str, optax.Schedule]:
     }
 
 
-def trainable_groups(cfg: OptimizerConfig, groups: tuple[str, ...]) -> tuple[str, ...]:
-    """The groups that get gradients: all but a frozen backbone."""
-    return tuple(g for g in groups if not (g == "backbone" and cfg.freeze_backbone))
+def _group_transforms(cfg: OptimizerConfig, groups: tuple[str, ...]) -> dict[str, optax.GradientTransformation]:
+    rates = learning_rates(cfg)
+    return {g: optax.adamw(rates[g], b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay) for g in groups}
 
 
 def build_optimizer(cfg: OptimizerConfig, groups: tuple[str, ...]) -> optax.GradientTransformation:
@@ -63,10 +63,29 @@ def build_optimizer(cfg: OptimizerConfig, groups: tuple[str, ...]) -> optax.Grad
 
     Frozen groups are not passed here at all: they get no gradients, no optimizer state and no update.
     """
-    rates = learning_rates(cfg)
-    transforms = {
-        g: optax.adamw(rates[g], b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay) for g in groups
-    }
     label = lambda tree: {g: jax.tree.map(lambda _: g, sub) for g, sub in tree.items()}  # noqa: E731
-    tx = optax.multi_transform(transforms, label)
+    tx = optax.multi_transform(_group_transforms(cfg, groups), label)
     return optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx) if cfg.clip_norm > 0 else tx
+
+
+def map_opt_state_params(cfg: OptimizerConfig, opt_state, params_like, non_params):
+    """`build_optimizer`'s state with every copy of the parameter tree (Adam's moments) replaced by `params_like`
+    (a tree shaped like the trainable parameters, e.g. their shardings) and every other leaf (step counts) by
+    `non_params(leaf)`. The copies are found by `optax.tree_map_params` on each group's AdamW (whose state holds the
+    whole parameter tree, other groups' leaves masked); `optax.MaskedNode`s stay."""
+    transforms = _group_transforms(cfg, tuple(params_like))
+    masked = lambda x: isinstance(x, optax.MaskedNode)  # noqa: E731
+    keep_masked = lambda value, like: value if masked(value) else like  # noqa: E731
+
+    def groups_state(state: optax.MultiTransformState) -> optax.MultiTransformState:
+        inner = {
+            g: s._replace(inner_state=optax.tree_map_params(transforms[g], keep_masked, s.inner_state, params_like,
+                                                            transform_non_params=non_params, is_leaf=masked))
+            for g, s in state.inner_states.items()
+        }  # fmt: skip
+        return state._replace(inner_states=inner)
+
+    if cfg.clip_norm > 0:  # chain(clip, multi_transform): clip's state has no leaves
+        clip_state, group_state = opt_state
+        return (jax.tree.map(non_params, clip_state), groups_state(group_state))
+    return groups_state(opt_state)

@@ -15,9 +15,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from unityshots_jax.data.story_batch import StoryBatch
+from unityshots_jax.data.story_batch import ShotTargets, StoryBatch, training_story
 from unityshots_jax.ltx.config import ExecutionConfig
-from unityshots_jax.story.shot_sequence import T2V, References, ShotConditioning, loss_masks, with_first_frame
+from unityshots_jax.story.shot_sequence import T2V, ShotConditioning, loss_masks, with_first_frame
 from unityshots_jax.story.story_model import StoryModel, shot_velocity
 from unityshots_jax.story.story_state import enter_shot, finish_shot, init_state
 from unityshots_jax.train.timestep_sampling import sample_sigmas
@@ -74,24 +74,22 @@ def story_loss(
 ) -> tuple[jnp.ndarray, dict]:
     """Mean flow-matching loss over the supervised shots of the batch, and metrics (loss_video, loss_audio)."""
     cfg = model.story_cfg
-    b, k = batch.n_frames.shape
+    b = batch.n_frames.shape[0]
     dtype = jnp.dtype(execution.dtype)
-    refs = References(batch.ref_image, batch.has_ref_image.astype(jnp.float32), batch.ref_audio, batch.ref_audio_mask)
+    story = training_story(batch, dtype)
+    refs = story.refs
     last = jnp.sum(batch.shot_valid.astype(jnp.int32), axis=1) - 1
-    shot_tokens = loss_cfg.shift_tokens or cfg.video_frames * cfg.frame_tokens
+    shot_tokens = cfg.shift_tokens(loss_cfg.shift_tokens)
 
-    def step(carry, xs):
+    def step(carry, target: ShotTargets):
         state, key = carry
-        n, x0_video, x0_audio, vctx, actx, cmask, tau, bnd, allowed, nf, na, valid = xs
+        x0_video, x0_audio, shot = target.video, target.audio, target.cond
         key, k_mode, k_drop, k_sig, k_nv, k_na = jax.random.split(key, 6)
-        mode = _sample_modes(k_mode, allowed, batch.has_ref_image, loss_cfg.mode_probs)
+        mode = _sample_modes(k_mode, target.allowed_modes, refs.image_valid, loss_cfg.mode_probs)
+        shot = shot.replace(mode=mode)
         if loss_cfg.caption_dropout > 0:  # own key (folded), so runs without dropout keep their random streams
-            drop = jax.random.uniform(jax.random.fold_in(k_drop, 1), (b,)) < loss_cfg.caption_dropout
-            vctx = jnp.where(drop[:, None, None], jnp.zeros_like(vctx), vctx)
-            actx = jnp.where(drop[:, None, None], jnp.zeros_like(actx), actx)
-            cmask = jnp.where(drop[:, None], (jnp.arange(cmask.shape[1]) == 0).astype(cmask.dtype)[None], cmask)
-        shot = ShotConditioning(vctx, actx, cmask, mode, x0_video[:, 0], nf, na, tau, bnd, valid)
-        state = enter_shot(state, bnd, valid, cfg)
+            shot = _drop_captions(shot, jax.random.fold_in(k_drop, 1), loss_cfg.caption_dropout)
+        state = enter_shot(state, shot.boundary, shot.valid, cfg)
         keep_voice = jax.random.uniform(k_drop, (b,)) >= loss_cfg.ref_audio_dropout
         shot_refs = refs.replace(audio_mask=refs.audio_mask * keep_voice[:, None].astype(refs.audio_mask.dtype))
         sigma = sample_sigmas(k_sig, (b,), shot_tokens, loss_cfg.timesteps)
@@ -102,33 +100,31 @@ def story_loss(
         xt_audio = ((1 - sigma[:, None, None]) * x0_audio + sigma[:, None, None] * eps_a).astype(dtype)
         v_video, v_audio = shot_velocity(model, xt_video, xt_audio, sigma, shot, shot_refs, state, None, execution)
         mask_v, mask_a = loss_masks(shot, cfg)
-        weight = valid.astype(jnp.float32)
+        weight = shot.valid.astype(jnp.float32)
         if loss_cfg.loss_on == "last":
-            weight = weight * (n == last).astype(jnp.float32)
+            weight = weight * (target.index == last).astype(jnp.float32)
         sv, cv = _masked_mse(v_video.astype(jnp.float32) - (eps_v - x0_video), mask_v)
         sa, ca = _masked_mse(v_audio.astype(jnp.float32) - (eps_a - x0_audio), mask_a)
-        state = finish_shot(state, x0_video.astype(state.tail.dtype), nf, valid, cfg)
+        state = finish_shot(state, x0_video.astype(state.tail.dtype), shot.n_frames, shot.valid, cfg)
         return (state, key), (sv * weight, cv * weight, sa * weight, ca * weight)
 
-    swap = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731  [B, K, ...] → [K, B, ...]
-    xs = (
-        jnp.arange(k),
-        swap(batch.video_latents).astype(jnp.float32),
-        swap(batch.audio_latents).astype(jnp.float32),
-        swap(batch.video_context).astype(dtype),
-        swap(batch.audio_context).astype(dtype),
-        swap(batch.context_mask),
-        swap(batch.cut_strength).astype(jnp.float32),
-        swap(batch.boundary).astype(jnp.float32),
-        swap(batch.allowed_modes),
-        swap(batch.n_frames).astype(jnp.int32),
-        swap(batch.n_audio).astype(jnp.int32),
-        swap(batch.shot_valid).astype(bool),
-    )
     state0 = init_state(cfg, b, dtype)
     body = jax.checkpoint(step, prevent_cse=False) if loss_cfg.remat_shots else step
-    _, (sv, cv, sa, ca) = jax.lax.scan(body, (state0, key), xs)
+    _, (sv, cv, sa, ca) = jax.lax.scan(body, (state0, key), story.shots)
     loss_video = jnp.sum(sv) / jnp.maximum(jnp.sum(cv), 1.0)
     loss_audio = jnp.sum(sa) / jnp.maximum(jnp.sum(ca), 1.0)
     loss = loss_video + loss_cfg.audio_weight * loss_audio
     return loss, {"loss_video": loss_video, "loss_audio": loss_audio}
+
+
+def _drop_captions(shot: ShotConditioning, key: jax.Array, p: float) -> ShotConditioning:
+    """Per story, with probability p, the shot's text replaced by the empty text (zero contexts, only the first
+    token attended). contexts `[B, S, ·]`, context_mask `[B, S]`."""
+    b = shot.context_mask.shape[0]
+    drop = jax.random.uniform(key, (b,)) < p
+    cmask = shot.context_mask
+    return shot.replace(
+        video_context=jnp.where(drop[:, None, None], jnp.zeros_like(shot.video_context), shot.video_context),
+        audio_context=jnp.where(drop[:, None, None], jnp.zeros_like(shot.audio_context), shot.audio_context),
+        context_mask=jnp.where(drop[:, None], (jnp.arange(cmask.shape[1]) == 0).astype(cmask.dtype)[None], cmask),
+    )

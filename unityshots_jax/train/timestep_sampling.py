@@ -11,14 +11,15 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import expit
 
+from unityshots_jax.ltx.sampling import MAX_SHIFT_TOKENS
+from unityshots_jax.ltx.sampling import token_shift as sampler_shift
+
 _P999, _P005 = 3.0902, -2.5758  # standard-normal 99.9th and 0.5th percentiles
 
 
-def token_shift(tokens: int, min_tokens: int = 1024, max_tokens: int = 4096, min_shift: float = 0.95, max_shift: float = 2.05) -> float:
-    """μ for `tokens` tokens: linear between (min_tokens, min_shift) and (max_tokens, max_shift), capped above."""
-    tokens = min(tokens, max_tokens)
-    slope = (max_shift - min_shift) / (max_tokens - min_tokens)
-    return slope * tokens + (min_shift - slope * min_tokens)
+def token_shift(tokens: int) -> float:
+    """μ for `tokens` tokens: the sampler's shift (`ltx.sampling.token_shift`) with `tokens` capped at 4096."""
+    return sampler_shift(min(tokens, MAX_SHIFT_TOKENS))
 
 
 def shifted_logit_normal(key: jax.Array, shape: tuple[int, ...], tokens: int, *, std: float = 1.0, eps: float = 1e-3, uniform_prob: float = 0.1) -> jnp.ndarray:

@@ -6,8 +6,10 @@ import dataclasses
 
 import ml_collections
 
+from unityshots_jax.codecs.base import CodecUnavailable, codec_name
 from unityshots_jax.config_files import execution_config, model_config
 from unityshots_jax.ltx.config import LTXConfig
+from unityshots_jax.sharding import parse_rules
 from unityshots_jax.story.story_config import GateConfig, StoryConfig
 from unityshots_jax.train.optimizer import OptimizerConfig
 from unityshots_jax.train.shots_forcing import LossConfig
@@ -70,7 +72,27 @@ class RunConfig:
     worker_count: int
     mesh: dict
     distributed: bool
-    sharding_rules: str = "default"
+    codec: str
+    sharding_rules: tuple  # (logical axis, mesh axes) pairs, `unityshots_jax.sharding.parse_rules`
+
+
+def _codec(cfg: ml_collections.ConfigDict) -> str:
+    """config.codec, required; the toy-world data source renders through the "toy_world" bundle only."""
+    try:
+        name = codec_name(cfg, "config")
+    except CodecUnavailable as e:
+        raise TrainConfigError(str(e)) from None
+    if str(cfg.data.source) == "toy_world" and name != "toy_world":
+        raise TrainConfigError(f"config.codec: {name!r}, but data.source 'toy_world' makes toy_world latents")
+    return name
+
+
+def _rules(cfg: ml_collections.ConfigDict) -> tuple:
+    """config.sharding_rules: a list of (logical axis, mesh axes) pairs (presets: configs/sharding_rules.py)."""
+    try:
+        return parse_rules(cfg.get("sharding_rules"))
+    except ValueError as e:
+        raise TrainConfigError(str(e)) from None
 
 
 def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
@@ -102,5 +124,6 @@ def run_config(cfg: ml_collections.ConfigDict) -> RunConfig:
         worker_count=int(cfg.data.worker_count),
         mesh={k: int(v) for k, v in dict(cfg.mesh).items()},
         distributed=bool(cfg.distributed),
-        sharding_rules=str(cfg.get("sharding_rules", "default")),
+        codec=_codec(cfg),
+        sharding_rules=_rules(cfg),
     )

@@ -20,10 +20,10 @@ from flax import nnx, struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from unityshots_jax.ltx.config import ExecutionConfig
-from unityshots_jax.sharding import DEFAULT_RULES, logical_to_spec, use_mesh
+from unityshots_jax.sharding import logical_to_spec, use_mesh
 from unityshots_jax.story.story_model import StoryModel
 from unityshots_jax.train.lora import apply_lora
-from unityshots_jax.train.optimizer import OptimizerConfig, build_optimizer, learning_rates
+from unityshots_jax.train.optimizer import OptimizerConfig, build_optimizer, learning_rates, map_opt_state_params
 from unityshots_jax.train.shots_forcing import LossConfig, TrainBatch, story_loss
 
 
@@ -134,9 +134,11 @@ def param_logical_axes(abstract_model: StoryModel) -> dict:
     return out
 
 
-def state_shardings(state_shape: TrainState, logical: dict, mesh: Mesh, rules=DEFAULT_RULES) -> TrainState:
-    """NamedShardings for every leaf of a (possibly abstract) TrainState: parameters, their EMA and optimizer
-    moments by the parameters' logical axes; LoRA adapters and scalars replicated."""
+def state_shardings(state_shape: TrainState, logical: dict, mesh: Mesh, rules, optimizer: OptimizerConfig) -> TrainState:
+    """NamedShardings for every leaf of a (possibly abstract) TrainState: parameters and their EMA by the parameters'
+    logical axes under `rules`; the optimizer state's copies of the parameter tree (Adam's moments) like the
+    parameters, found by optax's param-tree mapping (`optimizer.map_opt_state_params`); LoRA adapters, step
+    counts and scalars replicated."""
     replicated = NamedSharding(mesh, PartitionSpec())
 
     def for_group(group: str, tree):
@@ -149,23 +151,7 @@ def state_shardings(state_shape: TrainState, logical: dict, mesh: Mesh, rules=DE
         return {g: for_group(g, sub) for g, sub in tree.items()}
 
     trainable_sh = params_sharding(state_shape.trainable)
-    # optimizer state: leaves whose key path ends with a parameter's path (Adam's mu and nu) follow that
-    # parameter; counts and everything else are replicated
-    by_path = {
-        tuple(k.key for k in path): sh
-        for path, sh in jax.tree_util.tree_flatten_with_path(trainable_sh)[0]
-    }
-
-    def opt_leaf(path, leaf):
-        names = tuple(k.key for k in path if isinstance(k, jax.tree_util.DictKey))
-        for n in range(len(names)):
-            if names[n:] in by_path and by_path[names[n:]] is not None:
-                sh = by_path[names[n:]]
-                if len(sh.spec) <= len(getattr(leaf, "shape", ())):
-                    return sh
-        return replicated
-
-    opt_sh = jax.tree_util.tree_map_with_path(opt_leaf, state_shape.opt_state)
+    opt_sh = map_opt_state_params(optimizer, state_shape.opt_state, trainable_sh, lambda _: replicated)
     return TrainState(
         step=replicated,
         trainable=trainable_sh,
@@ -177,14 +163,14 @@ def state_shardings(state_shape: TrainState, logical: dict, mesh: Mesh, rules=DE
     )
 
 
-def batch_sharding(mesh: Mesh, batch_shape: TrainBatch, rules=DEFAULT_RULES) -> TrainBatch:
+def batch_sharding(mesh: Mesh, batch_shape: TrainBatch, rules) -> TrainBatch:
     """Every batch array sharded on its leading (batch) axis over the data-parallel mesh axes."""
     spec = logical_to_spec(("activation_batch",), rules)
     return jax.tree.map(lambda x: NamedSharding(mesh, PartitionSpec(*spec, *([None] * (x.ndim - 1)))), batch_shape)
 
 
 def make_train_step(
-    graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh, state_sh: TrainState, batch_sh: TrainBatch, rules=DEFAULT_RULES
+    graphdef: nnx.GraphDef, cfg: StepConfig, mesh: Mesh, state_sh: TrainState, batch_sh: TrainBatch, rules
 ) -> Callable[[TrainState, TrainBatch], tuple[TrainState, dict]]:
     """The step jitted over `mesh` with explicit shardings and donated state buffers."""
     replicated = NamedSharding(mesh, PartitionSpec())
