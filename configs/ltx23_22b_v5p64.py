@@ -8,8 +8,8 @@ RESULTS.md "22B recipe"): k=3 shots 46.7 GiB peak of 88.5 (53 %); k=9 shots with
 PFLOP, 0.60 stories/s), k=9 40.2 s.
 Launch (docs/launch.md), on every host of the slice at once:
     gcloud compute tpus tpu-vm ssh $TPU --worker=all --command="cd unityshots-jax && unityshots train \
-        --config configs/ltx23_22b_v5p64.py --workdir gs://BUCKET/run1 --config.init.ltx_checkpoint=CONVERTED \
-        --config.data.source=gs://BUCKET/stories/manifest.json"
+        --config configs/ltx23_22b_v5p64.py --workdir /gcs/BUCKET/run1 --config.init.ltx_checkpoint=CONVERTED \
+        --config.data.source=/gcs/BUCKET/stories/train.manifest.json"
 """
 
 from configs.ltx23_22b_train_common import make_config
