@@ -87,6 +87,21 @@ class LTX23AudioCodec:
         mel = decode_latent(self.decoder, unpatchify(tokens, self.cfg.z_channels))
         return np.asarray(vocode(self.vocoder, mel.astype(jnp.float32))[0], np.float32)
 
+    def decoded_samples(self, latent_frames: int) -> int:
+        """Samples (at `output_sample_rate`) `decode` returns for `latent_frames` latent frames (the causal decoder
+        gives 4·F − 3 mel frames)."""
+        return self.cfg.decoded_frames(latent_frames) * self._samples_per_mel
+
+    def covering_latent_frames(self, samples: int) -> int:
+        """The fewest latent frames whose decode is at least `samples` output samples long (a shot's audio is
+        generated this long and trimmed to the shot)."""
+        mel = -(-samples // self._samples_per_mel)
+        return max(1, -(-(mel + LATENT_DOWNSAMPLE - 1) // LATENT_DOWNSAMPLE))
+
+    @property
+    def _samples_per_mel(self) -> int:
+        return self.output_sample_rate * self.cfg.mel_hop_length // self.cfg.sample_rate
+
     @property
     def has_bwe(self) -> bool:
         return isinstance(self.vocoder_cfg, VocoderWithBWEConfig)

@@ -32,7 +32,7 @@ Q_AXES = ("activation_batch", "activation_length", "activation_heads", None)
 
 def active_mesh() -> tuple[Mesh, tuple] | None:
     """(mesh, logical rules) of the enclosing `sharding.use_mesh`, or None outside one."""
-    return sharding._ACTIVE.get()  # noqa: SLF001 — the one reader of the active rules besides `constrain`
+    return sharding.active()
 
 
 def _axes(entry) -> tuple[str, ...]:
