@@ -1,4 +1,4 @@
-"""Which collectives does attention over a context-sharded token axis compile to? (docs/design/tpu.md)
+"""Which collectives does attention over a context-sharded token axis compile to? (docs/design.md ("TPU: splash attention …"))
 
 One self-attention (q/k/v projections, kernel, output projection) forward + backward on a forced CPU mesh
 fsdp 2 × context 4, tokens sharded over context, batch over fsdp; the kernel left to the partitioner (GSPMD) or run

@@ -27,7 +27,7 @@ class LTX23AudioCodec:
 
     weights: the official single-file checkpoint or a converted directory; dtype: "float32" or "bfloat16"
     (parameters and activations of the audio VAE). The mel front end and the vocoder + BWE always run in float32,
-    as ltx-core after 1.0.0 runs the vocoder (float32 autocast); measured bf16 gaps in docs/design/media_audio.md.
+    as ltx-core after 1.0.0 runs the vocoder (float32 autocast); measured bf16 gaps in docs/design.md ("Mel front end, audio VAE, vocoder + BWE").
     """
 
     channels = 2

@@ -12,7 +12,7 @@ Inside an active mesh (`sharding.use_mesh`) `sharded_attention(kernel)` wraps an
 - ltx-core's soft per-query bias `[batch, 1, tq or 1, tk]` is split over batch and query rows, whole over keys.
 Batch or heads that do not divide over their mesh axes stay whole on every shard; token axes are padded to a
 multiple of the context size (padded keys hidden, padded query rows dropped). Outside a mesh the kernel is returned
-as is. Why all-gather and not a ring: docs/design/tpu.md.
+as is. Why all-gather and not a ring: docs/design.md ("TPU: splash attention …").
 """
 
 from __future__ import annotations
