@@ -1,4 +1,4 @@
-"""Which collectives does attention over a context-sharded token axis compile to? (docs/design/tpu.md)
+"""Which collectives does attention over a context-sharded token axis compile to? (docs/design.md ("TPU: splash attention …"))
 
 One self-attention (q/k/v projections, kernel, output projection) forward + backward on a forced CPU mesh
 fsdp 2 × context 4, tokens sharded over context, batch over fsdp; the kernel left to the partitioner (GSPMD) or run
@@ -17,10 +17,11 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
+from configs import sharding_rules
 from unityshots_jax.ltx.attention_kernels import attention_kernel
 from unityshots_jax.ltx.attention_mask import AttentionMask
 from unityshots_jax.ltx.context_parallel import sharded_attention
-from unityshots_jax.sharding import build_mesh, constrain, rules_preset, use_mesh
+from unityshots_jax.sharding import build_mesh, constrain, parse_rules, use_mesh
 
 B, T, H, D = 2, 512, 4, 32
 OPS = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
@@ -49,7 +50,7 @@ def collectives(hlo: str) -> collections.Counter:
 
 def main() -> None:
     mesh = build_mesh({"fsdp": 2, "context": 4})
-    rules = rules_preset("fsdp_context")
+    rules = parse_rules(sharding_rules.fsdp_context())
     w = jax.device_put(jnp.ones((4, H * D, H * D)) * 0.01, NamedSharding(mesh, PartitionSpec()))
     x = jax.device_put(jnp.ones((B, T, H * D)), NamedSharding(mesh, PartitionSpec("fsdp", "context")))
     valid = jax.device_put(jnp.ones((B, T)), NamedSharding(mesh, PartitionSpec("fsdp", "context")))

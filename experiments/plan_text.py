@@ -5,7 +5,7 @@
 
 For each case a fresh subprocess forces N CPU devices, builds the abstract Gemma-3 12B tower (the LTX config,
 `GEMMA3_12B_LTX_TEXT`) and the abstract 2.3 text embeddings (the 22B config's connectors), shards the parameters
-by their logical axes (`DEFAULT_RULES`: embed → fsdp, heads/mlp → tensor), lowers and compiles the encoder's jitted
+by their logical axes (`configs/sharding_rules.default()`: embed → fsdp, heads/mlp → tensor), lowers and compiles the encoder's jitted
 forward for `[batch, 1024]` tokens and reports per device: parameter bytes (shard shapes) and XLA's
 `memory_analysis()` (argument, output, temp). It also prints the 22B transformer's parameter bytes, to decide
 whether the encoder can stay resident next to the story model. XLA:CPU buffer assignment is not XLA:GPU's; read
@@ -40,7 +40,10 @@ def worker(devices: int, batch: int, dtype: str) -> dict:
     from unityshots_jax.ltx.transformer import abstract_model
     from unityshots_jax.reference.tiny_configs import LTX23_TRANSFORMER_CONFIG
     from unityshots_jax import sharding
-    from unityshots_jax.sharding import DEFAULT_RULES, build_mesh, logical_to_spec
+    from configs import sharding_rules
+    from unityshots_jax.sharding import build_mesh, logical_to_spec, parse_rules
+
+    DEFAULT_RULES = parse_rules(sharding_rules.default())
     from unityshots_jax.text.embeddings import TextEmbeddings, projection_configs
     from unityshots_jax.text.encoder import _encode
     from unityshots_jax.text.gemma3.config import GEMMA3_12B_LTX_TEXT, config_from_dict
@@ -67,12 +70,8 @@ def worker(devices: int, batch: int, dtype: str) -> dict:
     # captions split over the devices when they divide (data parallel over fsdp, weights gathered per layer)
     batch_spec = PartitionSpec("fsdp") if batch % devices == 0 else PartitionSpec()
     tokens = jax.ShapeDtypeStruct((batch, 1024), jnp.int32, sharding=NamedSharding(mesh, batch_spec))
-    active = sharding._ACTIVE.set((mesh, tuple(DEFAULT_RULES)))  # activation constraints live (jax 0.10: see
-    try:                                                           # tests/helpers/sharded_forward.py)
-        with jax.set_mesh(mesh):
-            compiled = _encode.lower(tower_def, tower_params, emb_def, emb_params, tokens, tokens, dtype).compile()
-    finally:
-        sharding._ACTIVE.reset(active)
+    with sharding.use_mesh(mesh, DEFAULT_RULES):  # activation constraints live
+        compiled = _encode.lower(tower_def, tower_params, emb_def, emb_params, tokens, tokens, dtype).compile()
     mem = compiled.memory_analysis()
     ltx = abstract_model(LTXConfig.from_checkpoint_config(LTX23_TRANSFORMER_CONFIG, "audio_video"))
     ltx_count = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(nnx.state(ltx, nnx.Param)))

@@ -14,39 +14,19 @@ import pytest
 import safetensors
 import safetensors.torch
 
-from helpers.video_vae_configs import ltx23_tiny
+from helpers.ltx23_stack import AUDIO_C, GRID, TOKENS, VIDEO_C, build_ltx23_stack
 from unityshots_jax.codecs.base import (
-    AudioCodec, CodecRequest, CodecUnavailable, TextEncoder, VideoCodec, build_codecs, registered_codecs,
+    AudioCodec, CodecUnavailable, TextEncoder, VideoCodec, build_codecs, registered_codecs,
 )  # fmt: skip
-from unityshots_jax.codecs.ltx23 import covering_latent_frames, decoded_samples
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STORY = os.path.join(ROOT, "configs", "stories", "meadow_three_shots.yaml")
-WORDS = ("a meadow in bright light pip is red striped square wide shot walks right close up stands still jumps "
-         "speaking ba lo mi ko ta ne . -").split()
-VIDEO_C, AUDIO_C = 16, 32  # video latent channels; audio tokens = z_channels 2 × 16 latent mel bins
-GRID = (3, 2, 3, VIDEO_C)  # 64 × 96 px frames
-TOKENS = 128
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """(checkpoint path, gemma dir, upsampler path, the request for them)."""
-    from unityshots_jax.reference import tiny_audio, tiny_media, tiny_stack, tiny_text
-    from unityshots_jax.reference.tiny_configs import tiny_transformer_config
-
-    root = tmp_path_factory.mktemp("ltx23_stack")
-    path, gemma = str(root / "ltx-2.3-tiny.safetensors"), str(root / "gemma")
-    audio = {"audio_vae": tiny_audio.tiny_audio_vae(), "vocoder": tiny_audio.tiny_vocoder_bwe()}
-    tiny_stack.write_full_stack(
-        path, gemma, transformer=tiny_transformer_config(in_channels=VIDEO_C, audio_channels=AUDIO_C),
-        vae=ltx23_tiny(latent_channels=VIDEO_C), audio=audio, words=WORDS,
-        gemma=tiny_text.tiny_gemma_config(layers=2, hidden=32, heads=4, kv_heads=2, head_dim=8, window=5))
-    upsampler = str(root / "upsampler.safetensors")
-    tiny_media.write_tiny_upsampler(upsampler, {"in_channels": VIDEO_C, "mid_channels": 32,
-                                                "num_blocks_per_stage": 1, "dims": 3})
-    request = CodecRequest(GRID, 32, 16, TOKENS, weights=path, text_encoder_dir=gemma, upsampler=upsampler)
-    return path, gemma, upsampler, request
+    return build_ltx23_stack(str(tmp_path_factory.mktemp("ltx23_stack")))
 
 
 @pytest.fixture(scope="module")
@@ -76,17 +56,17 @@ def _shot_media(bundle, latent_frames: int, audio_frames: int, seed: int):
     frames = bundle.video.decode(rng.standard_normal((latent_frames, *GRID[1:])).astype(np.float32))
     samples = frames.shape[0] * 48000 // 24
     wave = bundle.audio.decode((0.5 * rng.standard_normal((audio_frames, AUDIO_C))).astype(np.float32))
-    assert wave.shape == (decoded_samples(bundle.audio, audio_frames), 2) and wave.shape[0] >= samples
+    assert wave.shape == (bundle.audio.decoded_samples(audio_frames), 2) and wave.shape[0] >= samples
     return frames, wave[:samples]
 
 
 def test_covering_latent_frames(bundle):
     for samples in (1, 480, 1441, 18000, 34000, 240000):
-        fa = covering_latent_frames(bundle.audio, samples)
-        assert decoded_samples(bundle.audio, fa) >= samples
-        assert fa == 1 or decoded_samples(bundle.audio, fa - 1) < samples
-    assert covering_latent_frames(bundle.audio, 17 * 2000) == 19  # the story test decodes 19 frames: one compile
-    assert bundle.audio.decode(np.zeros((19, AUDIO_C), np.float32)).shape == (decoded_samples(bundle.audio, 19), 2)
+        fa = bundle.audio.covering_latent_frames(samples)
+        assert bundle.audio.decoded_samples(fa) >= samples
+        assert fa == 1 or bundle.audio.decoded_samples(fa - 1) < samples
+    assert bundle.audio.covering_latent_frames(17 * 2000) == 19  # the story test decodes 19 frames: one compile
+    assert bundle.audio.decode(np.zeros((19, AUDIO_C), np.float32)).shape == (bundle.audio.decoded_samples(19), 2)
 
 
 def test_three_shot_story_to_mp4_with_48khz_stereo(bundle, tmp_path):
@@ -95,7 +75,7 @@ def test_three_shot_story_to_mp4_with_48khz_stereo(bundle, tmp_path):
 
     prompt = load_story_prompt(STORY)
     texts = compose_shot_texts(prompt)
-    audio_frames = covering_latent_frames(bundle.audio, 17 * 2000)  # one length for all shots: one compile
+    audio_frames = bundle.audio.covering_latent_frames(17 * 2000)  # one length for all shots: one compile
     shots = [_shot_media(bundle, f, audio_frames, seed) for seed, f in enumerate((2, 3, 2))]
     counts = [len(f) for f, _ in shots]
     assert counts == [9, 17, 9] and all(f.shape[1:] == (64, 96, 3) for f, _ in shots)

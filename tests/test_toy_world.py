@@ -44,8 +44,15 @@ FRAMES_PER_SECOND_AUDIO = ws.SAMPLE_RATE // ws.AUDIO_HOP  # 20 audio latent fram
 # ----------------------------------------------------------------------------------------------------- helpers
 
 
+def _identity_attributes(identity: int) -> tuple[str, str, str]:
+    """(colour, pattern, shape) of an identity index (the inverse of the world's identity numbering)."""
+    shape = identity % len(ws.SHAPES)
+    pattern = (identity // len(ws.SHAPES)) % len(ws.PATTERNS)
+    return list(ws.COLOURS)[identity // (len(ws.SHAPES) * len(ws.PATTERNS))], ws.PATTERNS[pattern], ws.SHAPES[shape]
+
+
 def character(identity: int, name: str = "pip") -> ws.Character:
-    return ws.Character(name, *ws.identity_attributes(identity))
+    return ws.Character(name, *_identity_attributes(identity))
 
 
 def plan(cut: str, framing: str, action: str, x: float, *, duration: float = 1.0,

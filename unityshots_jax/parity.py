@@ -22,7 +22,7 @@ from unityshots_jax.parity_criterion import C, REL, ParityResult, parity
 
 # float32, per stream and case: max |ours − ref64| ≤ max(REL·max|ref64|, C·max|ref32 − ref64|), ref64 being ltx-core
 # run entirely in float64 and ref32 ltx-core in float32 (`parity_criterion`; no machine's rounding enters).
-# bfloat16: max |ours − ref_bf16| ≤ 4e-2·max|ref_bf16| against ltx-core's own bf16 run (docs/design/parity.md: the
+# bfloat16: max |ours − ref_bf16| ≤ 4e-2·max|ref_bf16| against ltx-core's own bf16 run (docs/design.md, "Parity criterion": the
 # reference's bf16 error from the float64 truth is 2–15 %, too large to catch a wrong dtype against the truth).
 TOLERANCE = {"float32": REL, "bfloat16": 4e-2}
 

@@ -87,6 +87,11 @@ def use_mesh(mesh: Mesh, rules: Sequence[tuple[str, object]]) -> Iterator[None]:
         _ACTIVE.reset(token)
 
 
+def active() -> tuple[Mesh, Rules] | None:
+    """(mesh, rules) of the innermost `use_mesh` block, or None outside one."""
+    return _ACTIVE.get()
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     """`with_sharding_constraint` by logical names when a mesh is active; identity otherwise."""
     active = _ACTIVE.get()

@@ -17,6 +17,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configs/
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -31,14 +32,15 @@ from unityshots_jax.data.story_batch import pad_story, stack_examples  # noqa: E
 from unityshots_jax.ltx.config import ExecutionConfig  # noqa: E402
 from unityshots_jax.ltx.sampling import GuidanceParams  # noqa: E402
 from unityshots_jax.ltx.transformer import forward  # noqa: E402
-from unityshots_jax.sharding import build_mesh, logical_to_spec, rules_preset, use_mesh  # noqa: E402
+from configs import sharding_rules  # noqa: E402
+from unityshots_jax.sharding import build_mesh, logical_to_spec, parse_rules, use_mesh  # noqa: E402
 from unityshots_jax.story.shot_scan import SamplingConfig, generate_story  # noqa: E402
 from unityshots_jax.story.story_model import abstract_story_model  # noqa: E402
 from unityshots_jax.train.shots_forcing import LossConfig, story_loss, to_device  # noqa: E402
 from unityshots_jax.train.train_step import param_logical_axes  # noqa: E402
 
 MESH = {"fsdp": 2, "context": 4}
-RULES = rules_preset("fsdp_context")
+RULES = parse_rules(sharding_rules.fsdp_context())
 EXEC = ExecutionConfig()  # attention="auto": flash on CPU
 
 

@@ -5,7 +5,6 @@ Run as a script with XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLAT
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -36,17 +35,6 @@ MESHES = [
 ]
 
 
-@contextlib.contextmanager
-def fixed_use_mesh(mesh, rules=DEFAULT_RULES):
-    """`sharding.use_mesh` as it should be on jax 0.10 (`jax.set_mesh`; `jax.sharding.use_mesh` does not exist)."""
-    token = sharding._ACTIVE.set((mesh, tuple(rules)))
-    try:
-        with jax.set_mesh(mesh):
-            yield
-    finally:
-        sharding._ACTIVE.reset(token)
-
-
 def main() -> None:
     assert jax.device_count() == 8, jax.devices()
     # heads 2 (tensor 2), widths 32 / 16 (fsdp 4), batch 8 (data × fsdp = 8), 4×2×2 = 16 video and 8 audio tokens
@@ -57,14 +45,10 @@ def main() -> None:
     ref = [np.asarray(x) for x in forward(graphdef, params, video, audio, None, execution)]
 
     logical = nnx.get_partition_spec(params)
-    for mode, context in (("workaround", fixed_use_mesh), ("library", use_mesh)):
-        try:
-            run_meshes(mode, context, graphdef, params, logical, video, audio, execution, ref)
-        except Exception as e:  # noqa: BLE001
-            print(json.dumps({"mode": mode, "error": f"{type(e).__name__}: {e}"}), flush=True)
+    run_meshes(graphdef, params, logical, video, audio, execution, ref)
 
 
-def run_meshes(mode, context, graphdef, params, logical, video, audio, execution, ref) -> None:
+def run_meshes(graphdef, params, logical, video, audio, execution, ref) -> None:
     for shape in MESHES:
         mesh = build_mesh(shape)
         specs = jax.tree.map(lambda s: logical_to_spec(tuple(s), DEFAULT_RULES), logical,
@@ -73,8 +57,8 @@ def run_meshes(mode, context, graphdef, params, logical, video, audio, execution
         placed = jax.device_put(params, shardings)
         replicated = NamedSharding(mesh, PartitionSpec())
         v_in, a_in = jax.device_put((video, audio), replicated)
-        with context(mesh, DEFAULT_RULES):
-            assert sharding._ACTIVE.get() is not None  # `constrain` is live inside the context
+        with use_mesh(mesh, DEFAULT_RULES):
+            assert sharding.active() is not None  # `constrain` is live inside the context
             out = forward(graphdef, placed, v_in, a_in, None, execution)
         out = [np.asarray(x) for x in out]
         sharded_leaves = sum(
@@ -83,7 +67,6 @@ def run_meshes(mode, context, graphdef, params, logical, video, audio, execution
         layer_axis = placed["blocks"]["attn1"]["to_q"]["kernel"].get_value().sharding.spec
         rel = max(float(np.max(np.abs(o - r)) / np.max(np.abs(r))) for o, r in zip(out, ref))
         print(json.dumps({
-            "mode": mode,
             "mesh": shape,
             "rel": rel,
             "shapes": [list(o.shape) for o in out],

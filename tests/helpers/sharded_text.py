@@ -11,14 +11,16 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configs/
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from helpers.sharded_forward import fixed_use_mesh  # noqa: E402
-from unityshots_jax.sharding import build_mesh  # noqa: E402
+from configs import sharding_rules  # noqa: E402
+from unityshots_jax.sharding import build_mesh, parse_rules, use_mesh  # noqa: E402
 from unityshots_jax.text import encoder as encoder_module  # noqa: E402
 
+RULES = parse_rules(sharding_rules.default())
 MESHES = [{"fsdp": 4, "tensor": 2}, {"data": 2, "fsdp": 2, "tensor": 2}]
 CAPTIONS = ["a cat sat on the mat", "the dog ran", "a small red tree", "big blue dog and a cat"]
 
@@ -29,8 +31,8 @@ def main(gemma_dir: str, weights: str) -> None:
     ref = enc.encode(CAPTIONS)
     for shape in MESHES:
         mesh = build_mesh(shape)
-        sharded = encoder_module.Ltx23TextEncoder(gemma_dir, weights, max_length=128, mesh=mesh)  # placed at load
-        with fixed_use_mesh(mesh):
+        sharded = encoder_module.Ltx23TextEncoder(gemma_dir, weights, max_length=128, mesh=mesh, rules=RULES)
+        with use_mesh(mesh, RULES):
             out = sharded.encode(CAPTIONS)
         video, audio = out.video, out.audio
         tower = sharded._tower[1]

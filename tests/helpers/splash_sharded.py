@@ -11,13 +11,15 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # configs/
 
 import jax  # noqa: E402
 
 from helpers.story_masks import attention_calls, output_and_grads, rel  # noqa: E402
 from unityshots_jax.ltx.attention_kernels import attention_kernel  # noqa: E402
 from unityshots_jax.ltx.context_parallel import sharded_attention  # noqa: E402
-from unityshots_jax.sharding import DEFAULT_RULES, build_mesh, use_mesh  # noqa: E402
+from configs import sharding_rules  # noqa: E402
+from unityshots_jax.sharding import build_mesh, parse_rules, use_mesh  # noqa: E402
 
 MESH = {"data": 2, "context": 2, "tensor": 2}
 
@@ -33,7 +35,7 @@ def main() -> None:
     mesh = build_mesh(MESH)
     for name, (q, k, v, mask) in attention_calls().items():
         ref_out, ref_grads = output_and_grads(attention_kernel("dense"), q, k, v, mask)
-        with use_mesh(mesh, DEFAULT_RULES):
+        with use_mesh(mesh, parse_rules(sharding_rules.default())):
             kernel = sharded_attention(attention_kernel("splash"))
             out, grads = output_and_grads(kernel, q, k, v, mask)
             hlo = jax.jit(lambda q, k, v: kernel(q, k, v, mask)).lower(q, k, v).compile().as_text()

@@ -74,7 +74,11 @@ class AudioCodec(Protocol):
         ...
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        """latents `[Fa, Ca]` → wave `[N', channels]` at `output_sample_rate`."""
+        """latents `[Fa, Ca]` → wave `[decoded_samples(Fa), channels]` at `output_sample_rate`."""
+        ...
+
+    def decoded_samples(self, latent_frames: int) -> int:
+        """Samples (at `output_sample_rate`) that `decode` returns for `latent_frames` latent frames."""
         ...
 
 

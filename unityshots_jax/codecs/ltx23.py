@@ -21,7 +21,7 @@ from unityshots_jax.codecs.base import CodecBundle, CodecRequest, CodecUnavailab
 from unityshots_jax.codecs.ltx23_audio import LTX23AudioCodec
 from unityshots_jax.codecs.ltx23_text import build_text_encoder
 from unityshots_jax.codecs.ltx23_video import LTX23VideoCodec
-from unityshots_jax.vae.audio.config import LATENT_DOWNSAMPLE, AudioVAEConfig, audio_vae_config, vocoder_config
+from unityshots_jax.vae.audio.config import AudioVAEConfig, audio_vae_config, vocoder_config
 from unityshots_jax.vae.loading import open_source
 from unityshots_jax.vae.upsampler import UpsamplerConfig
 from unityshots_jax.vae.video.config import VideoVAEConfig, vae_config_from_checkpoint
@@ -148,23 +148,6 @@ def ltx23_codecs(request: CodecRequest) -> CodecBundle:
     _check("text encoder", "tokens per caption", text.tokens, request.text_tokens, "the request's text_tokens")
     _, h, w, _ = request.latent_grid
     return CodecBundle(NAME, video, audio, text, (h * video.spatial_scale, w * video.spatial_scale))
-
-
-def _samples_per_mel(audio: LTX23AudioCodec) -> int:
-    return audio.output_sample_rate * audio.cfg.mel_hop_length // audio.cfg.sample_rate
-
-
-def decoded_samples(audio: LTX23AudioCodec, latent_frames: int) -> int:
-    """Output samples (at `output_sample_rate`) that `audio.decode` returns for `latent_frames` latent frames
-    (the causal decoder gives 4·F − 3 mel frames)."""
-    return audio.cfg.decoded_frames(latent_frames) * _samples_per_mel(audio)
-
-
-def covering_latent_frames(audio: LTX23AudioCodec, samples: int) -> int:
-    """The fewest audio latent frames whose decode is at least `samples` output samples long (a shot's audio is
-    generated this long and trimmed to the shot)."""
-    mel = -(-samples // _samples_per_mel(audio))
-    return max(1, -(-(mel + LATENT_DOWNSAMPLE - 1) // LATENT_DOWNSAMPLE))
 
 
 register_codecs(NAME, ltx23_codecs)

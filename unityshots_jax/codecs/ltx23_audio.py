@@ -27,7 +27,7 @@ class LTX23AudioCodec:
 
     weights: the official single-file checkpoint or a converted directory; dtype: "float32" or "bfloat16"
     (parameters and activations of the audio VAE). The mel front end and the vocoder + BWE always run in float32,
-    as ltx-core after 1.0.0 runs the vocoder (float32 autocast); measured bf16 gaps in docs/design/media_audio.md.
+    as ltx-core after 1.0.0 runs the vocoder (float32 autocast); measured bf16 gaps in docs/design.md ("Mel front end, audio VAE, vocoder + BWE").
     """
 
     channels = 2
@@ -86,6 +86,21 @@ class LTX23AudioCodec:
         tokens = jnp.asarray(latents[None], self.dtype)
         mel = decode_latent(self.decoder, unpatchify(tokens, self.cfg.z_channels))
         return np.asarray(vocode(self.vocoder, mel.astype(jnp.float32))[0], np.float32)
+
+    def decoded_samples(self, latent_frames: int) -> int:
+        """Samples (at `output_sample_rate`) `decode` returns for `latent_frames` latent frames (the causal decoder
+        gives 4·F − 3 mel frames)."""
+        return self.cfg.decoded_frames(latent_frames) * self._samples_per_mel
+
+    def covering_latent_frames(self, samples: int) -> int:
+        """The fewest latent frames whose decode is at least `samples` output samples long (a shot's audio is
+        generated this long and trimmed to the shot)."""
+        mel = -(-samples // self._samples_per_mel)
+        return max(1, -(-(mel + LATENT_DOWNSAMPLE - 1) // LATENT_DOWNSAMPLE))
+
+    @property
+    def _samples_per_mel(self) -> int:
+        return self.output_sample_rate * self.cfg.mel_hop_length // self.cfg.sample_rate
 
     @property
     def has_bwe(self) -> bool:

@@ -12,7 +12,7 @@ Inside an active mesh (`sharding.use_mesh`) `sharded_attention(kernel)` wraps an
 - ltx-core's soft per-query bias `[batch, 1, tq or 1, tk]` is split over batch and query rows, whole over keys.
 Batch or heads that do not divide over their mesh axes stay whole on every shard; token axes are padded to a
 multiple of the context size (padded keys hidden, padded query rows dropped). Outside a mesh the kernel is returned
-as is. Why all-gather and not a ring: docs/design/tpu.md.
+as is. Why all-gather and not a ring: docs/design.md ("TPU: splash attention …").
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ Q_AXES = ("activation_batch", "activation_length", "activation_heads", None)
 
 def active_mesh() -> tuple[Mesh, tuple] | None:
     """(mesh, logical rules) of the enclosing `sharding.use_mesh`, or None outside one."""
-    return sharding._ACTIVE.get()  # noqa: SLF001 — the one reader of the active rules besides `constrain`
+    return sharding.active()
 
 
 def _axes(entry) -> tuple[str, ...]:

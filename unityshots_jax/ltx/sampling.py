@@ -148,11 +148,6 @@ def to_velocity(x: Array, sigma: Scalar, x0: Array) -> Array:
     return ((x.astype(jnp.float32) - x0.astype(jnp.float32)) / sigma).astype(x.dtype)
 
 
-def timesteps_from_mask(denoise_mask: Array, sigma: Scalar) -> Array:
-    """Per-token timesteps ``denoise_mask·σ``: ``[batch, tokens, 1]`` float32 (the model's σ per token)."""
-    return denoise_mask * jnp.asarray(sigma, jnp.float32)
-
-
 def euler_step(x: Array, x0: Array, sigma: Scalar, sigma_next: Scalar) -> Array:
     """One Euler step from σ to σ_next: ``x + (x − x0)/σ · (σ_next − σ)``; returns ``x.dtype``.
 

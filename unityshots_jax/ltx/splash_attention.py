@@ -18,7 +18,7 @@ Block sizes (`splash_block`): blocks are multiples of 128 (segment ids and the k
 lane width); a sequence gets the largest of 512 / 384 / 256 / 128 whose padding adds at most 1/32 of its
 128-aligned length — every sequence from ~12k tokens (a 22B story shot is ~23.7k) gets 512 (a 512×512 float32 score
 tile is 1 MiB of VMEM), short ones (text, audio) get one block, padded by less than 128. The backward is the fused
-dK/dV/dQ kernel with the same blocks. docs/design/tpu.md has the reasoning.
+dK/dV/dQ kernel with the same blocks. docs/design.md ("TPU: splash attention …") has the reasoning.
 Interpret mode: off a TPU the Pallas kernel runs in interpret mode (XLA ops emulating the kernel): for tests only —
 it is orders of magnitude slower than "flash" and never the choice of `attention="auto"`.
 """

@@ -18,7 +18,7 @@ from unityshots_jax.ltx.sampler import SamplerConfig
 from unityshots_jax.ltx.sampling import GuidanceParams
 from unityshots_jax.codecs.base import CodecBundle, codec_name
 from unityshots_jax.pipeline.story_conditioning import PreparedStory, stack_stories
-from unityshots_jax.story.shot_scan import SamplingConfig, generate_story, progress_hook
+from unityshots_jax.story.shot_scan import SamplingConfig, StepCounter, generate_story
 from unityshots_jax.story.story_checkpoint import LoadedStoryModel
 from unityshots_jax.story.story_codecs import story_codecs
 
@@ -68,19 +68,20 @@ class StoryGenerator:
         self.codecs: CodecBundle = story_codecs(name, model.story, model.ltx.video.context_dim, model.ltx.audio.context_dim)
         self.execution = execution or ExecutionConfig(dtype="float32")
         self.guidance = default_guidance(model.meta) if guidance is None else float(guidance)
+        self.steps = StepCounter()
 
     def sampling(self, steps: int, progress: bool = False) -> SamplingConfig:
         cfg = self.model.story
         g = GuidanceParams(cfg=self.guidance, stg=0.0, modality=1.0, rescale=0.0, stg_blocks=())
         shift = cfg.shift_tokens(int(self.model.meta.get("shift_tokens", 0)))  # as in training
-        return SamplingConfig(SamplerConfig(steps=int(steps), shift_tokens=shift), video=g, audio=g, progress=progress)
+        return SamplingConfig(SamplerConfig(steps=int(steps), shift_tokens=shift), video=g, audio=g, progress=self.steps if progress else None)
 
     def latents(self, stories: list[PreparedStory], *, seed: int, steps: int, progress: bool = False):
         """(video `[shots, B, F, h, w, C]`, audio `[shots, B, Fa, Ca]`) numpy latents for equal-length stories."""
         inputs = stack_stories(stories, self.model.story, self.codecs)
         total = stories[0].num_shots * steps
         bar = tqdm(total=total, desc="generate (shots × steps)", unit="step", disable=not progress)
-        with progress_hook(lambda: bar.update(1)):
+        with self.steps.listen(lambda: bar.update(1)):
             video, audio, _ = generate_story(self.model.graphdef, self.model.params, inputs, jax.random.key(seed),
                                              self.sampling(steps, progress), self.execution)
             video, audio = jax.device_get((video, audio))
@@ -105,7 +106,7 @@ class StoryGenerator:
                           tuple(bounds[:-1]), tuple(b - a for a, b in zip(bounds[:-1], bounds[1:])), story.texts)
 
     def generate(self, stories: list[PreparedStory], *, seed: int = 0, steps: int = 20, progress: bool = False) -> list[StoryMedia]:
-        video, audio = self.latents(stories, seed=seed, steps=steps, progress=progress)
+        video, audio = self.latents(stories, seed=seed, steps=steps, progress=self.steps if progress else None)
         return [self.decode(s, video[:, b], audio[:, b]) for b, s in enumerate(stories)]
 
 

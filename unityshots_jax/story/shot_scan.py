@@ -29,40 +29,41 @@ from unityshots_jax.story.story_state import StoryState, enter_shot, finish_shot
 NO_GUIDANCE = GuidanceParams(cfg=1.0, stg=0.0, modality=1.0, rescale=0.0, stg_blocks=())
 
 
+class StepCounter:
+    """The host end of the per-step callback: compiled into a sampling run once (it hashes by identity, so one
+    counter per generator keeps one compilation), it calls whoever `listen`s while that run executes — e.g. a
+    tqdm bar advancing over shots × steps."""
+
+    def __init__(self) -> None:
+        self._listener = None
+
+    def tick(self) -> None:
+        if self._listener is not None:
+            self._listener()
+
+    @contextlib.contextmanager
+    def listen(self, fn):
+        previous, self._listener = self._listener, fn
+        try:
+            yield fn
+        finally:
+            self._listener = previous
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
     """sampler: solver, sigma schedule and steps (`ltx.sampler.SamplerConfig`; LTX-2.3: Euler, 30 LTX2Scheduler
     steps shifted for 4096 tokens); video / audio: guidance per stream (ltx.sampling.LTX23_VIDEO / LTX23_AUDIO for
     the pipelines' values; the default runs one pass per step; their skip_step must agree, see `joint_skip_step`);
-    progress: call the hook installed with `progress_hook` after every denoising step (a host callback; off by
-    default)."""
+    progress: a `StepCounter` told of every denoising step (a host callback; None: no callback)."""
 
     sampler: SamplerConfig = SamplerConfig()
     video: GuidanceParams = NO_GUIDANCE
     audio: GuidanceParams = NO_GUIDANCE
-    progress: bool = False
+    progress: StepCounter | None = None
 
     def __post_init__(self) -> None:
         joint_skip_step(self.video, self.audio)  # refuse streams that skip on different steps before compiling
-
-
-_PROGRESS_HOOKS: list = []
-
-
-@contextlib.contextmanager
-def progress_hook(fn):
-    """While active, `fn()` is called once per denoising step of a `SamplingConfig(progress=True)` run (from a
-    host callback, so for example a tqdm bar can advance over shots × steps)."""
-    _PROGRESS_HOOKS.append(fn)
-    try:
-        yield fn
-    finally:
-        _PROGRESS_HOOKS.remove(fn)
-
-
-def _tick() -> None:
-    for fn in list(_PROGRESS_HOOKS):
-        fn()
 
 
 def _guidance_batch(model: StoryModel, inputs: StoryInputs, shot: ShotConditioning, sampling: SamplingConfig, batch: int):
@@ -128,7 +129,7 @@ def denoise_shot(
     xv, xa = denoise_loop(
         guided, (x_video, x_audio), jnp.asarray(sampling.sampler.sigmas()), clean=(clean_video, None),
         denoise_mask=(mask, None), solver=sampling.sampler.solver, skip_step=joint_skip_step(sampling.video, sampling.audio),
-        callback=_tick if sampling.progress else None,
+        callback=sampling.progress.tick if sampling.progress is not None else None,
     )  # fmt: skip
     return xv, xa
 

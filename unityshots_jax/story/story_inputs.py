@@ -110,7 +110,7 @@ def make_story_inputs(
     vc = np.asarray(video_context)
     if vc.ndim != 4:
         raise StoryInputError(f"video_context: expected [batch, shots, tokens, dim], got shape {list(vc.shape)}")
-    b, k, s, dv = vc.shape
+    b, k, s, _ = vc.shape
     vc = _check_shape("video_context", vc, vc.shape)
     if k < 1 or k > cfg.max_shots:
         raise StoryInputError(f"shots: {k} shots, the configuration allows 1 to {cfg.max_shots}")
@@ -118,58 +118,16 @@ def make_story_inputs(
         raise StoryInputError(f"video_context: {s} text tokens, the configuration has {cfg.text_tokens}")
     ac = _check_shape("audio_context", audio_context, (b, k, s, np.asarray(audio_context).shape[-1]))
     cm = _check_shape("context_mask", context_mask, (b, k, s))
-    raw_modes = np.asarray(modes)
-    if raw_modes.shape != (b, k):
-        raise StoryInputError(f"modes: expected shape {[b, k]}, got {list(raw_modes.shape)}")
-    if raw_modes.dtype.kind in "US":
-        bad = [m for m in raw_modes.reshape(-1) if str(m).lower() not in MODES]
-        if bad:
-            raise StoryInputError(f"modes: unknown mode {bad[0]!r}; expected one of {sorted(MODES)}")
-        md = np.vectorize(lambda m: MODES[str(m).lower()])(raw_modes).astype(np.int32)
-    else:
-        md = raw_modes.astype(np.int32)
-        if not np.isin(md, list(MODES.values())).all():
-            raise StoryInputError(f"modes: values must be 0 (t2v), 1 (i2v) or 2 (r2v), got {sorted(set(md.reshape(-1)))}")
-    tau = _check_shape("cut_strength", cut_strength, (b, k)).astype(np.float32)
-    if boundary is None:
-        signals = {}
-        for name, value in (boundary_signals or {}).items():
-            if name not in SIGNALS:
-                raise StoryInputError(f"boundary_signals: unknown signal {name!r}; expected {', '.join(SIGNALS)}")
-            signals[name] = _check_shape(f"boundary_signals.{name}", value, (b, k)).astype(np.float32)
-            if signals[name].min() < 0 or signals[name].max() > 1:
-                raise StoryInputError(f"boundary_signals.{name}: values must lie in [0, 1]")
-        boundary = boundary_from_signals(tau, signals, cfg.gate)
-    bnd = _check_shape("boundary", boundary, (b, k)).astype(np.float32)
-    for name, arr in (("cut_strength", tau), ("boundary", bnd)):
-        if arr.min() < 0 or arr.max() > 1:
-            raise StoryInputError(f"{name}: values must lie in [0, 1], got [{arr.min():g}, {arr.max():g}]")
-    nf = _check_shape("n_frames", n_frames, (b, k)).astype(np.int32)
-    if nf.min() < cfg.stm_frames or nf.max() > cfg.video_frames:
-        raise StoryInputError(f"n_frames: each shot needs {cfg.stm_frames} to {cfg.video_frames} latent frames, got {nf.min()}..{nf.max()}")
-    na = _check_shape("n_audio", n_audio, (b, k)).astype(np.int32)
-    if na.min() < 1 or na.max() > cfg.audio_frames:
-        raise StoryInputError(f"n_audio: each shot needs 1 to {cfg.audio_frames} audio latent frames, got {na.min()}..{na.max()}")
+    md = _checked_modes(modes, (b, k))
+    tau, bnd = _checked_boundaries(cfg, cut_strength, boundary, boundary_signals, (b, k))
+    nf, na = _checked_lengths(cfg, n_frames, n_audio, (b, k))
     frame = (cfg.height, cfg.width, cfg.latent_channels)
     if first_frame is None:
         if (md == MODES["i2v"]).any():
             raise StoryInputError("first_frame: an i2v shot needs a first-frame latent")
         first_frame = np.zeros((b, k, *frame), np.float32)
     ff = _check_shape("first_frame", first_frame, (b, k, *frame)).astype(np.float32)
-    if ref_image is None:
-        if (md == MODES["r2v"]).any():
-            raise StoryInputError("ref_image: an r2v shot needs a reference identity latent")
-        ref_image, image_valid = np.zeros((b, cfg.ref_image_frames, *frame), np.float32), np.zeros((b,), np.float32)
-    else:
-        image_valid = np.ones((b,), np.float32)
-    ri = _check_shape("ref_image", ref_image, (b, cfg.ref_image_frames, *frame)).astype(np.float32)
-    if ref_audio is None:
-        ref_audio = np.zeros((b, cfg.ref_audio_frames, cfg.audio_channels), np.float32)
-        ref_audio_mask = np.zeros((b, cfg.ref_audio_frames), np.float32)
-    ra = _check_shape("ref_audio", ref_audio, (b, cfg.ref_audio_frames, cfg.audio_channels)).astype(np.float32)
-    if ref_audio_mask is None:
-        ref_audio_mask = np.ones((b, cfg.ref_audio_frames), np.float32)
-    ram = _check_shape("ref_audio_mask", ref_audio_mask, (b, cfg.ref_audio_frames)).astype(np.float32)
+    refs = _checked_references(cfg, ref_image, ref_audio, ref_audio_mask, b, needs_image=bool((md == MODES["r2v"]).any()))
     nvc = np.zeros_like(vc[:, 0]) if negative_video_context is None else negative_video_context
     nac = np.zeros_like(ac[:, 0]) if negative_audio_context is None else negative_audio_context
     ncm = np.ones_like(cm[:, 0]) if negative_context_mask is None else negative_context_mask
@@ -182,5 +140,70 @@ def make_story_inputs(
         mode=md, first_frame=ff, n_frames=nf, n_audio=na, cut_strength=tau, boundary=bnd, valid=np.ones((b, k), bool),
     )  # fmt: skip
     shots = ShotConditioning(**shots_first({name: pad_shots(name, arr, cfg, axis=1) for name, arr in per_shot.items()}))
-    refs = References(jnp.asarray(ri), jnp.asarray(image_valid), jnp.asarray(ra), jnp.asarray(ram))
     return StoryInputs(shots, refs, jnp.asarray(nvc, jnp.float32), jnp.asarray(nac, jnp.float32), jnp.asarray(ncm, jnp.int32))
+
+
+def _checked_modes(modes, shape: tuple[int, int]) -> np.ndarray:
+    """modes `[batch, k]` (ints or "t2v"/"i2v"/"r2v") → int32 codes."""
+    raw_modes = np.asarray(modes)
+    if raw_modes.shape != shape:
+        raise StoryInputError(f"modes: expected shape {list(shape)}, got {list(raw_modes.shape)}")
+    if raw_modes.dtype.kind in "US":
+        bad = [m for m in raw_modes.reshape(-1) if str(m).lower() not in MODES]
+        if bad:
+            raise StoryInputError(f"modes: unknown mode {bad[0]!r}; expected one of {sorted(MODES)}")
+        return np.vectorize(lambda m: MODES[str(m).lower()])(raw_modes).astype(np.int32)
+    md = raw_modes.astype(np.int32)
+    if not np.isin(md, list(MODES.values())).all():
+        raise StoryInputError(f"modes: values must be 0 (t2v), 1 (i2v) or 2 (r2v), got {sorted(set(md.reshape(-1)))}")
+    return md
+
+
+def _checked_boundaries(cfg: StoryConfig, cut_strength, boundary, boundary_signals, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(τ `[batch, k]`, b̄ `[batch, k]`): b̄ as given, or by Eq. 2 from the boundary signals and τ."""
+    tau = _check_shape("cut_strength", cut_strength, shape).astype(np.float32)
+    if boundary is None:
+        signals = {}
+        for name, value in (boundary_signals or {}).items():
+            if name not in SIGNALS:
+                raise StoryInputError(f"boundary_signals: unknown signal {name!r}; expected {', '.join(SIGNALS)}")
+            signals[name] = _check_shape(f"boundary_signals.{name}", value, shape).astype(np.float32)
+            if signals[name].min() < 0 or signals[name].max() > 1:
+                raise StoryInputError(f"boundary_signals.{name}: values must lie in [0, 1]")
+        boundary = boundary_from_signals(tau, signals, cfg.gate)
+    bnd = _check_shape("boundary", boundary, shape).astype(np.float32)
+    for name, arr in (("cut_strength", tau), ("boundary", bnd)):
+        if arr.min() < 0 or arr.max() > 1:
+            raise StoryInputError(f"{name}: values must lie in [0, 1], got [{arr.min():g}, {arr.max():g}]")
+    return tau, bnd
+
+
+def _checked_lengths(cfg: StoryConfig, n_frames, n_audio, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(video latent frames, audio latent frames) per shot, `[batch, k]` int32, within the configured maxima."""
+    nf = _check_shape("n_frames", n_frames, shape).astype(np.int32)
+    if nf.min() < cfg.stm_frames or nf.max() > cfg.video_frames:
+        raise StoryInputError(f"n_frames: each shot needs {cfg.stm_frames} to {cfg.video_frames} latent frames, got {nf.min()}..{nf.max()}")
+    na = _check_shape("n_audio", n_audio, shape).astype(np.int32)
+    if na.min() < 1 or na.max() > cfg.audio_frames:
+        raise StoryInputError(f"n_audio: each shot needs 1 to {cfg.audio_frames} audio latent frames, got {na.min()}..{na.max()}")
+    return nf, na
+
+
+def _checked_references(cfg: StoryConfig, ref_image, ref_audio, ref_audio_mask, b: int, *, needs_image: bool) -> References:
+    """The story's reference identity latent and voice tokens (zeros and invalid where absent)."""
+    frame = (cfg.height, cfg.width, cfg.latent_channels)
+    if ref_image is None:
+        if needs_image:
+            raise StoryInputError("ref_image: an r2v shot needs a reference identity latent")
+        ref_image, image_valid = np.zeros((b, cfg.ref_image_frames, *frame), np.float32), np.zeros((b,), np.float32)
+    else:
+        image_valid = np.ones((b,), np.float32)
+    ri = _check_shape("ref_image", ref_image, (b, cfg.ref_image_frames, *frame)).astype(np.float32)
+    if ref_audio is None:
+        ref_audio = np.zeros((b, cfg.ref_audio_frames, cfg.audio_channels), np.float32)
+        ref_audio_mask = np.zeros((b, cfg.ref_audio_frames), np.float32)
+    ra = _check_shape("ref_audio", ref_audio, (b, cfg.ref_audio_frames, cfg.audio_channels)).astype(np.float32)
+    if ref_audio_mask is None:
+        ref_audio_mask = np.ones((b, cfg.ref_audio_frames), np.float32)
+    ram = _check_shape("ref_audio_mask", ref_audio_mask, (b, cfg.ref_audio_frames)).astype(np.float32)
+    return References(jnp.asarray(ri), jnp.asarray(image_valid), jnp.asarray(ra), jnp.asarray(ram))

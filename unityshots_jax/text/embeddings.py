@@ -20,6 +20,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
+from unityshots_jax.sharding import Rules
 from unityshots_jax.text.connector import ConnectorConfig, EmbeddingsConnector
 from unityshots_jax.text.feature_extractor import FeatureExtractorV2
 from unityshots_jax.text.gemma3.loading import place
@@ -114,9 +115,9 @@ def _file_key(path: tuple[str, ...]) -> tuple[str, bool]:
 
 
 def load_text_embeddings(path: str, dim: int, num_states: int, dtype: str = "float32",
-                         mesh: Mesh | None = None) -> TextEmbeddings:
+                         mesh: Mesh | None = None, rules: Rules | None = None) -> TextEmbeddings:
     """The processor of the checkpoint `path` (file or converted directory) for a Gemma of width `dim` with
-    `num_states` hidden states, parameters in `dtype` (sharded over `mesh` by their logical axes, if given)."""
+    `num_states` hidden states, parameters in `dtype` (sharded over `mesh` by their logical axes under `rules`, if given)."""
     cfg, file = open_text_weights(path)
     video, audio = projection_configs(cfg, path)
     with nnx.use_eager_sharding(False):
@@ -151,6 +152,6 @@ def load_text_embeddings(path: str, dim: int, num_states: int, dtype: str = "flo
     for leaf, key, transpose, layers in plan:
         parts = [file.read(key.format(i=i)) for i in (range(layers) if layers else [None])]
         parts = [(t.T if transpose else t).astype(np_dtype) for t in parts]
-        leaf.set_value(place(leaf, np.stack(parts) if layers else parts[0], mesh))
+        leaf.set_value(place(leaf, np.stack(parts) if layers else parts[0], mesh, rules))
     nnx.update(model, state)
     return model

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from jax.sharding import Mesh
 
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile, write_safetensors
 from unityshots_jax.codecs.base import TextContexts
+from unityshots_jax.sharding import Rules
 from unityshots_jax.text.connector import NUM_REGISTERS
 from unityshots_jax.text.embeddings import TextEmbeddings, load_text_embeddings
 from unityshots_jax.text.gemma3.loading import load_tower, weight_files
@@ -86,21 +86,21 @@ class Ltx23TextEncoder:
     dtype: "float32" or "bfloat16" (parameters and activations);
     cache_dir: where encoded captions are kept (None: no cache);
     allow_empty: accept captions that are empty after stripping (e.g. an unconditional negative prompt);
-    mesh: place the parameters sharded over this mesh by their logical axes (activations follow the active
-    `unityshots_jax.sharding` rules when `encode` runs inside the mesh context).
+    mesh, rules: place the parameters sharded over `mesh` by their logical axes under `rules` (the run's logical →
+    mesh pairs); run `encode` inside `sharding.use_mesh(mesh, rules)` to shard the activations the same way.
     """
 
     def __init__(self, gemma_dir: str, ltx_weights: str, *, max_length: int = MAX_LENGTH, dtype: str = "float32",
-                 cache_dir: str | None = None, allow_empty: bool = False, mesh: Mesh | None = None):
+                 cache_dir: str | None = None, allow_empty: bool = False, mesh: Mesh | None = None, rules: Rules | None = None):
         if max_length < 1 or max_length % NUM_REGISTERS:
             raise ValueError(f"max_length {max_length}: the connectors need a positive multiple of {NUM_REGISTERS} "
                              "tokens (ltx-core: 1024)")
         if dtype not in ("float32", "bfloat16"):
             raise ValueError(f"dtype {dtype!r}: expected 'float32' or 'bfloat16'")
         self.tokenizer = GemmaTokenizer(gemma_dir, max_length)
-        tower: Gemma3TextTower = load_tower(gemma_dir, dtype, mesh)
+        tower: Gemma3TextTower = load_tower(gemma_dir, dtype, mesh, rules)
         emb: TextEmbeddings = load_text_embeddings(ltx_weights, tower.cfg.hidden_size, tower.cfg.num_states, dtype,
-                                                   mesh)
+                                                   mesh, rules)
         self._tower = nnx.split(tower)
         self._emb = nnx.split(emb)
         self.tokens = max_length

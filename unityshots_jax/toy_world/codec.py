@@ -115,6 +115,10 @@ class ToyAudioCodec:
             raise CodecError(f"audio: {samples} samples is not a whole number of {self.hop}-sample latent frames")
         return samples // self.hop, self.latent_channels
 
+    def decoded_samples(self, latent_frames: int) -> int:
+        """`decode` returns `hop` samples per latent frame."""
+        return latent_frames * self.hop
+
     def encode(self, wave: np.ndarray) -> np.ndarray:
         """wave `[N, 1]` (N a multiple of 800) → latents `[N/800, 16]` (magnitudes: independent of the clip's phase)."""
         x = np.asarray(wave, np.float64)

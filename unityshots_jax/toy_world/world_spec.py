@@ -87,14 +87,6 @@ class Character:
         return f"a {self.colour} {self.pattern} {self.shape}"
 
 
-def identity_attributes(identity: int) -> tuple[str, str, str]:
-    """(colour, pattern, shape) of an identity index."""
-    shape = identity % len(SHAPES)
-    pattern = (identity // len(SHAPES)) % len(PATTERNS)
-    colour = identity // (len(SHAPES) * len(PATTERNS))
-    return list(COLOURS)[colour], PATTERNS[pattern], SHAPES[shape]
-
-
 def voice_spec(voice: int) -> tuple[float, tuple[float, float, float]]:
     """(fundamental Hz, harmonic amplitudes) of a voice index 0 … 5."""
     return list(PITCHES.values())[voice // 2], list(PROFILES.values())[voice % 2]

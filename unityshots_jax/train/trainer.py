@@ -72,7 +72,7 @@ def _loader(run: RunConfig):
 
         source = ToyWorldSource(run.story, run.data_records, run.data_seed, **dims)
     else:
-        source = open_story_source(run.data_source, cfg=run.story, **dims)
+        source = open_story_source(run.data_source, cfg=run.story, codec=run.codec, **dims)
     if run.batch_size % jax.process_count():
         raise TrainConfigError(f"config.batch_size: {run.batch_size} does not split over {jax.process_count()} hosts")
     return make_story_loader(

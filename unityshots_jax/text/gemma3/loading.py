@@ -22,8 +22,8 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
+from unityshots_jax import sharding
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
-from unityshots_jax.sharding import DEFAULT_RULES, logical_to_spec
 from unityshots_jax.text.gemma3.config import Gemma3TextConfig, GemmaConfigError, read_config
 from unityshots_jax.text.gemma3.model import Gemma3TextTower, abstract_tower
 
@@ -136,19 +136,23 @@ def _checked_plan(directory: str) -> tuple[Gemma3TextConfig, str, _Shards, dict]
     return cfg, prefix, shards, plan
 
 
-def place(var: nnx.Variable, array: np.ndarray, mesh: Mesh | None) -> jax.Array:
-    """`array` on the device, or sharded over `mesh` by the variable's logical axes (`DEFAULT_RULES`)."""
+def place(var: nnx.Variable, array: np.ndarray, mesh: Mesh | None, rules: sharding.Rules | None) -> jax.Array:
+    """`array` on the device, or sharded over `mesh` by the variable's logical axes under `rules` (the run's
+    logical → mesh pairs, `configs/sharding_rules.py`)."""
     if mesh is None:
         return jnp.asarray(array)
+    if rules is None:
+        raise ValueError("text encoder: placing parameters on a mesh needs the sharding rules (rules=...)")
     names = var.get_metadata().get("out_sharding") or (None,) * array.ndim
-    return jax.device_put(array, NamedSharding(mesh, logical_to_spec(tuple(names), DEFAULT_RULES)))
+    return jax.device_put(array, NamedSharding(mesh, sharding.logical_to_spec(tuple(names), rules)))
 
 
-def load_tower(directory: str, dtype: str = "float32", mesh: Mesh | None = None) -> Gemma3TextTower:
+def load_tower(directory: str, dtype: str = "float32", mesh: Mesh | None = None,
+               rules: sharding.Rules | None = None) -> Gemma3TextTower:
     """The tower of the Hugging Face directory, parameters in `dtype` ("float32" or "bfloat16").
 
     Every tensor is checked before any is read; then one parameter at a time is read (a stacked one layer by
-    layer), converted and placed — on `mesh`, by its logical axes, when given — so the host holds one parameter.
+    layer), converted and placed — on `mesh`, by its logical axes under `rules`, when given — so the host holds one parameter.
     """
     if dtype not in _DTYPES:
         raise GemmaConfigError(f"dtype {dtype!r}: expected one of {sorted(_DTYPES)}")
@@ -166,7 +170,7 @@ def load_tower(directory: str, dtype: str = "float32", mesh: Mesh | None = None)
         else:
             t = shards.file(prefix + key).read(prefix + key)
             arr = np.ascontiguousarray((t.T if transpose else t).astype(np_dtype))
-        leaf.set_value(place(leaf, arr, mesh))
+        leaf.set_value(place(leaf, arr, mesh, rules))
         del arr
     nnx.update(tower, state)
     return tower
