@@ -31,15 +31,18 @@ THREADS = 2
 WORDS = [f"w{i}" for i in range(2000)]
 
 
-def median_s(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
+def interleaved_times(fns: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, after one warm-up call each, the implementations alternating call by
+    call (the order flipped every round) so a change in machine load hits both alike."""
+    for fn in fns.values():
         fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times = {name: [] for name in fns}
+    for r in range(repeats):
+        for name in (list(fns) if r % 2 == 0 else list(fns)[::-1]):
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def setup(root: str, check: bool) -> tuple[str, str, torch.nn.Module]:
@@ -61,7 +64,7 @@ def setup(root: str, check: bool) -> tuple[str, str, torch.nn.Module]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--captions", type=int, default=4)
     parser.add_argument("--check", action="store_true")
@@ -80,13 +83,20 @@ def main() -> None:
         if args.check:
             print(json.dumps({"check": "ok" if rel < 1e-4 else "MISMATCH", "max_rel_diff": rel}))
             return
-        ours_s = median_s(lambda: ours.encode(captions), args.repeats)
-        ref_s = median_s(lambda: reference(captions), args.repeats)
+        load_before = os.getloadavg()
+        times = interleaved_times({"ours": lambda: ours.encode(captions), "reference": lambda: reference(captions)},
+                                  args.repeats)
+        load_after = os.getloadavg()
+    ours_s, ref_s = statistics.median(times["ours"]), statistics.median(times["reference"])
     result = {"captions": len(captions), "tokens": tokens, "ours_s": ours_s, "reference_s": ref_s,
-              "ratio": ours_s / ref_s, "max_rel_diff": rel, "repeats": args.repeats, "torch_threads": THREADS}
-    print(f"{'':<34}{'median s':>10}")
-    print(f"{'ltx-core + transformers (per caption)':<34}{ref_s:>10.3f}")
-    print(f"{'ours (one jitted batch)':<34}{ours_s:>10.3f}")
+              "ours_range_s": [min(times["ours"]), max(times["ours"])],
+              "reference_range_s": [min(times["reference"]), max(times["reference"])],
+              "ratio": ours_s / ref_s, "max_rel_diff": rel, "repeats": args.repeats, "torch_threads": THREADS,
+              "loadavg_before": load_before, "loadavg_after": load_after}
+    print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}")
+    print(f"{'':<40}{'median s':>10}{'min':>8}{'max':>8}")
+    for label, name in (("ltx-core + transformers (per caption)", "reference"), ("ours (one jitted batch)", "ours")):
+        print(f"{label:<40}{statistics.median(times[name]):>10.3f}{min(times[name]):>8.3f}{max(times[name]):>8.3f}")
     print(f"ratio ours / reference: {ours_s / ref_s:.2f}  (max relative difference of the contexts {rel:.1e})")
     print(json.dumps(result))
 
