@@ -5,7 +5,9 @@ Layout of a converted directory:
   params/              orbax checkpoint of the transformer parameters (stacked layers, kernels `[in, out]`,
                        the file's dtypes unchanged, so convert → export is bit-exact)
   extras.safetensors   every tensor that is not the transformer's (text connectors, VAEs, vocoder, text
-                       projection), verbatim, kept aside for the components that load them
+                       projection), verbatim and in file order, for the component loaders (one tensor at a time);
+                       config.json `components` lists which keys belong to which component
+                       (`checkpoint/components.py` checked each against its own expected table at convert time)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from unityshots_jax.checkpoint.components import check_components
 from unityshots_jax.checkpoint.ltx_keys import CONNECTOR_PREFIXES, TRANSFORMER_PREFIX, LeafKey, leaf_key
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, LazyTensor, SafetensorsFile, write_safetensors
 from unityshots_jax.ltx.config import ConfigError, LTXConfig
@@ -129,6 +132,8 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
     file = SafetensorsFile(src)
     full, cfg = read_checkpoint_config(file)
     plan, extras = _check_tensors(file, cfg)
+    extras = [k for k in file.keys() if k in set(extras)]  # file order
+    components = check_components(file, full, extras)
     work = _prepare_destination(dst)
     try:
         scratch = os.path.join(work, "scratch")
@@ -152,7 +157,9 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
                 node = node.setdefault(part, {})
             node[path[-1]] = arr
         _save_params(os.path.join(work, "params"), tree)
-        write_safetensors(os.path.join(work, "extras.safetensors"), {k: file.read(k) for k in extras}, {})
+        # streamed: each tensor is mapped, written and released before the next (never all in memory)
+        lazy = {k: LazyTensor(file.info(k)[1], file.info(k)[0], lambda k=k: file.read(k)) for k in extras}
+        write_safetensors(os.path.join(work, "extras.safetensors"), lazy, {}, extras)
         shutil.rmtree(scratch)
         meta = {
             "format": FORMAT,
@@ -162,6 +169,7 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
             # ordered pairs and the file's tensor order: export reproduces the file byte for byte
             "checkpoint_metadata": [[k, file.metadata[k]] for k in file.metadata_order],
             "tensor_order": file.keys(),
+            "components": {c.name: list(c.keys) for c in components},
             "source": os.path.basename(src),
         }
         with open(os.path.join(work, "config.json"), "w") as f:
@@ -268,8 +276,9 @@ def export(path: str, out: str, *, progress: bool = True) -> None:
     extras_path = os.path.join(path, "extras.safetensors")
     if os.path.exists(extras_path):
         extras = SafetensorsFile(extras_path)
-        for key in extras.keys():
-            tensors[key] = extras.read(key)
+        for key in extras.keys():  # streamed, one tensor at a time
+            dtype, shape = extras.info(key)
+            tensors[key] = LazyTensor(shape, dtype, lambda key=key: extras.read(key))
     if progress:
         print(f"export: writing {len(tensors)} tensors to {out}")
     metadata = dict(meta.get("checkpoint_metadata") or [["config", json.dumps(meta["checkpoint_config"])]])
