@@ -79,12 +79,11 @@ def read_checkpoint_config(file: SafetensorsFile) -> tuple[dict, LTXConfig]:
     return full, cfg
 
 
-def _check_tensors(file: SafetensorsFile, cfg: LTXConfig) -> tuple[dict, list[str]]:
-    """Match the file's transformer tensors against the expected tree; returns (plan, extra keys)."""
-    expected = _flat_expected(cfg)
+def _transformer_plan(cfg: LTXConfig) -> tuple[dict, dict[str, tuple[int, ...]]]:
+    """(our leaf path → (LeafKey, abstract leaf), {file key: file shape}) of the transformer of `cfg`."""
     plan: dict[tuple[str, ...], tuple[LeafKey, jax.ShapeDtypeStruct]] = {}
     wanted: dict[str, tuple[int, ...]] = {}
-    for path, sds in expected.items():
+    for path, sds in _flat_expected(cfg).items():
         leaf = leaf_key(path)
         plan[path] = (leaf, sds)
         shape = tuple(sds.shape[1:] if leaf.stacked else sds.shape)
@@ -92,6 +91,17 @@ def _check_tensors(file: SafetensorsFile, cfg: LTXConfig) -> tuple[dict, list[st
             shape = shape[::-1]
         for layer in range(cfg.num_layers) if leaf.stacked else [None]:
             wanted[_file_key(leaf, layer)] = shape
+    return plan, wanted
+
+
+def transformer_file_tensors(cfg: LTXConfig) -> dict[str, tuple[int, ...]]:
+    """{file key: shape} of the transformer of `cfg` in the official single-file layout."""
+    return _transformer_plan(cfg)[1]
+
+
+def _check_tensors(file: SafetensorsFile, cfg: LTXConfig) -> tuple[dict, list[str]]:
+    """Match the file's transformer tensors against the expected tree; returns (plan, extra keys)."""
+    plan, wanted = _transformer_plan(cfg)
     present = set(file.keys())
     missing = sorted(k for k in wanted if k not in present)
     if missing:
