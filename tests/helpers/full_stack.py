@@ -22,7 +22,7 @@ def full_stack_config() -> dict:
 
     return {"transformer": tiny_transformer_config(caption_channels=GEMMA_DIM),
             "vae": ltx23_tiny(latent_channels=16, base=8),
-            "audio_vae": tiny_audio.tiny_audio_vae(ch=16, z_channels=2, ch_mult=(1, 2)),
+            "audio_vae": tiny_audio.tiny_audio_vae(),
             "vocoder": tiny_audio.tiny_vocoder_bwe()}
 
 
