@@ -168,8 +168,7 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
             node[path[-1]] = arr
         _save_params(os.path.join(work, "params"), tree)
         # streamed: each tensor is mapped, written and released before the next (never all in memory)
-        lazy = {k: LazyTensor(file.info(k)[1], file.info(k)[0], lambda k=k: file.read(k)) for k in extras}
-        write_safetensors(os.path.join(work, "extras.safetensors"), lazy, {}, extras)
+        write_safetensors(os.path.join(work, "extras.safetensors"), {k: file.lazy(k) for k in extras}, {}, extras)
         shutil.rmtree(scratch)
         meta = {
             "format": FORMAT,
@@ -286,9 +285,8 @@ def export(path: str, out: str, *, progress: bool = True) -> None:
     extras_path = os.path.join(path, "extras.safetensors")
     if os.path.exists(extras_path):
         extras = SafetensorsFile(extras_path)
-        for key in extras.keys():  # streamed, one tensor at a time
-            dtype, shape = extras.info(key)
-            tensors[key] = LazyTensor(shape, dtype, lambda key=key: extras.read(key))
+        for key in extras.keys():  # streamed, one bounded chunk at a time
+            tensors[key] = extras.lazy(key)
     if progress:
         print(f"export: writing {len(tensors)} tensors to {out}")
     metadata = dict(meta.get("checkpoint_metadata") or [["config", json.dumps(meta["checkpoint_config"])]])
