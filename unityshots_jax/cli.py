@@ -34,9 +34,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         import ltx_core  # noqa: F401
     except ImportError:
         raise _UsageError("verify needs the reference implementation: pip install 'unityshots-jax[reference]'") from None
-    from unityshots_jax.parity import format_rows, verify
+    from unityshots_jax.parity import format_rows, verify, verify_components
 
     rows = verify(args.src, args.dst, dtype=args.dtype, seed=args.seed, attention=args.attention)
+    if args.dtype == "float32":  # every other component the file holds: one row each
+        rows += verify_components(args.src, args.dst, seed=args.seed)
     print(format_rows(rows, args.dtype))
     failed = [r for r in rows if not r.ok]
     print(f"verify: {len(rows) - len(failed)} passed, {len(failed)} failed")

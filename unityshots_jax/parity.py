@@ -143,6 +143,23 @@ def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, a
     return rows
 
 
+def verify_components(src: str, converted: str, *, seed: int = 0) -> list[Row]:
+    """One row per non-transformer component the file holds (video VAE encoder / decoder, audio mel front end,
+    encoder, decoder, vocoder + BWE), ours loaded from `converted`, ltx-core from `src`; float32 criterion."""
+    meta, _ = read_converted_config(converted)
+    config = meta["checkpoint_config"]
+    results = []
+    if "vae" in config:
+        from unityshots_jax.reference.verify_video import verify_video
+
+        results += verify_video(src, converted, seed=seed)
+    if "audio_vae" in config:
+        from unityshots_jax.reference.verify_audio import verify_audio
+
+        results += verify_audio(src, converted, seed=seed)
+    return [Row("component", r.name, r) for r in results]
+
+
 def _reference_outputs(model, cases: list, dtype: str) -> list:
     """ltx-core's (video, audio) outputs per case; `model` is dropped afterwards."""
     from unityshots_jax.reference.run_reference import run_reference
@@ -156,9 +173,9 @@ def format_rows(rows: list[Row], dtype: str) -> str:
         rule = f"max|ours−ref64| ≤ max({TOLERANCE[dtype]:g}·max|ref64|, {C:g}·max|ref32−ref64|)"
     else:
         rule = f"max|ours−ref| ≤ {TOLERANCE[dtype]:g}·max|ref|, ref = ltx-core in {dtype}"
-    lines = [f"{'case':<22}{'stream':<8}{'max|Δ|':>12}{'/max|ref|':>12}{'ref err':>12}{'bound':>12}  ({rule})"]
+    lines = [f"{'case':<22}{'stream':<16}{'max|Δ|':>12}{'/max|ref|':>12}{'ref err':>12}{'bound':>12}  ({rule})"]
     for r in rows:
         res = r.result
-        lines.append(f"{r.case:<22}{r.stream:<8}{res.err:>12.3e}{res.rel:>12.3e}{res.ref_err:>12.3e}"
+        lines.append(f"{r.case:<22}{r.stream:<16}{res.err:>12.3e}{res.rel:>12.3e}{res.ref_err:>12.3e}"
                      f"{res.bound:>12.3e}  {'ok' if r.ok else 'FAIL'}")
     return "\n".join(lines)

@@ -5,7 +5,9 @@ Layout of a converted directory:
   params/              orbax checkpoint of the transformer parameters (stacked layers, kernels `[in, out]`,
                        the file's dtypes unchanged, so convert → export is bit-exact)
   extras.safetensors   every tensor that is not the transformer's (text connectors, VAEs, vocoder, text
-                       projection), verbatim, kept aside for the components that load them
+                       projection), verbatim and in file order, for the component loaders (one tensor at a time);
+                       config.json `components` lists which keys belong to which component
+                       (`checkpoint/components.py` checked each against its own expected table at convert time)
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from unityshots_jax.checkpoint.components import check_components
 from unityshots_jax.checkpoint.ltx_keys import CONNECTOR_PREFIXES, TRANSFORMER_PREFIX, LeafKey, leaf_key
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, LazyTensor, SafetensorsFile, write_safetensors
 from unityshots_jax.ltx.config import ConfigError, LTXConfig
@@ -76,12 +79,11 @@ def read_checkpoint_config(file: SafetensorsFile) -> tuple[dict, LTXConfig]:
     return full, cfg
 
 
-def _check_tensors(file: SafetensorsFile, cfg: LTXConfig) -> tuple[dict, list[str]]:
-    """Match the file's transformer tensors against the expected tree; returns (plan, extra keys)."""
-    expected = _flat_expected(cfg)
+def _transformer_plan(cfg: LTXConfig) -> tuple[dict, dict[str, tuple[int, ...]]]:
+    """(our leaf path → (LeafKey, abstract leaf), {file key: file shape}) of the transformer of `cfg`."""
     plan: dict[tuple[str, ...], tuple[LeafKey, jax.ShapeDtypeStruct]] = {}
     wanted: dict[str, tuple[int, ...]] = {}
-    for path, sds in expected.items():
+    for path, sds in _flat_expected(cfg).items():
         leaf = leaf_key(path)
         plan[path] = (leaf, sds)
         shape = tuple(sds.shape[1:] if leaf.stacked else sds.shape)
@@ -89,6 +91,17 @@ def _check_tensors(file: SafetensorsFile, cfg: LTXConfig) -> tuple[dict, list[st
             shape = shape[::-1]
         for layer in range(cfg.num_layers) if leaf.stacked else [None]:
             wanted[_file_key(leaf, layer)] = shape
+    return plan, wanted
+
+
+def transformer_file_tensors(cfg: LTXConfig) -> dict[str, tuple[int, ...]]:
+    """{file key: shape} of the transformer of `cfg` in the official single-file layout."""
+    return _transformer_plan(cfg)[1]
+
+
+def _check_tensors(file: SafetensorsFile, cfg: LTXConfig) -> tuple[dict, list[str]]:
+    """Match the file's transformer tensors against the expected tree; returns (plan, extra keys)."""
+    plan, wanted = _transformer_plan(cfg)
     present = set(file.keys())
     missing = sorted(k for k in wanted if k not in present)
     if missing:
@@ -129,6 +142,8 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
     file = SafetensorsFile(src)
     full, cfg = read_checkpoint_config(file)
     plan, extras = _check_tensors(file, cfg)
+    extras = [k for k in file.keys() if k in set(extras)]  # file order
+    components = check_components(file, full, extras)
     work = _prepare_destination(dst)
     try:
         scratch = os.path.join(work, "scratch")
@@ -152,7 +167,8 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
                 node = node.setdefault(part, {})
             node[path[-1]] = arr
         _save_params(os.path.join(work, "params"), tree)
-        write_safetensors(os.path.join(work, "extras.safetensors"), {k: file.read(k) for k in extras}, {})
+        # streamed: each tensor is mapped, written and released before the next (never all in memory)
+        write_safetensors(os.path.join(work, "extras.safetensors"), {k: file.lazy(k) for k in extras}, {}, extras)
         shutil.rmtree(scratch)
         meta = {
             "format": FORMAT,
@@ -162,6 +178,7 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
             # ordered pairs and the file's tensor order: export reproduces the file byte for byte
             "checkpoint_metadata": [[k, file.metadata[k]] for k in file.metadata_order],
             "tensor_order": file.keys(),
+            "components": {c.name: list(c.keys) for c in components},
             "source": os.path.basename(src),
         }
         with open(os.path.join(work, "config.json"), "w") as f:
@@ -268,8 +285,8 @@ def export(path: str, out: str, *, progress: bool = True) -> None:
     extras_path = os.path.join(path, "extras.safetensors")
     if os.path.exists(extras_path):
         extras = SafetensorsFile(extras_path)
-        for key in extras.keys():
-            tensors[key] = extras.read(key)
+        for key in extras.keys():  # streamed, one bounded chunk at a time
+            tensors[key] = extras.lazy(key)
     if progress:
         print(f"export: writing {len(tensors)} tensors to {out}")
     metadata = dict(meta.get("checkpoint_metadata") or [["config", json.dumps(meta["checkpoint_config"])]])

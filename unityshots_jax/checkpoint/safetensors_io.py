@@ -61,6 +61,11 @@ class SafetensorsFile:
         dtype, shape, _, _ = self._entries[key]
         return dtype, shape
 
+    def lazy(self, key: str) -> "LazyTensor":
+        """The tensor as a `LazyTensor` that `write_safetensors` copies verbatim in bounded chunks (no mapping)."""
+        dtype, shape, begin, _ = self._entries[key]
+        return LazyTensor(shape, dtype, lambda: self.read(key), (self.path, self.data_start + begin))
+
     def read(self, key: str) -> np.ndarray:
         """The tensor as a read-only memory-mapped array (no copy until used)."""
         dtype, shape, begin, _ = self._entries[key]
@@ -88,6 +93,21 @@ class LazyTensor:
     shape: tuple[int, ...]
     dtype: np.dtype
     make: Callable[[], np.ndarray]
+    file_range: tuple[str, int] | None = None  # (path, byte offset): copy verbatim in bounded chunks, no mapping
+
+
+_CHUNK = 64 * 1024 * 1024
+
+
+def _copy_range(out, path: str, offset: int, nbytes: int) -> None:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while nbytes:
+            chunk = f.read(min(_CHUNK, nbytes))
+            if not chunk:
+                raise CheckpointError(f"{path}: truncated while copying {nbytes} more bytes")
+            out.write(chunk)
+            nbytes -= len(chunk)
 
 
 def write_safetensors(
@@ -117,6 +137,10 @@ def write_safetensors(
             f.write(header)
             for name in names:
                 t = tensors[name]
+                if isinstance(t, LazyTensor) and t.file_range is not None:
+                    nbytes = int(np.prod(t.shape, dtype=np.int64)) * np.dtype(t.dtype).itemsize
+                    _copy_range(f, t.file_range[0], t.file_range[1], nbytes)
+                    continue
                 arr = t.make() if isinstance(t, LazyTensor) else t
                 if tuple(arr.shape) != tuple(t.shape) or arr.dtype != t.dtype:
                     raise CheckpointError(f"{name}: produced {arr.shape} {arr.dtype}, announced {t.shape} {t.dtype}")

@@ -8,57 +8,17 @@ must be used: anything else is a `CheckpointError` naming the tensor.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from typing import Callable, Iterable, TypeVar
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
+from unityshots_jax.checkpoint.component_loading import CheckpointSource, check_tensor, open_source, refuse_unused
+
+__all__ = ["CheckpointSource", "default_key", "expected_tensors", "load_module", "open_source"]
 
 M = TypeVar("M", bound=nnx.Module)
-
-
-@dataclasses.dataclass(frozen=True)
-class CheckpointSource:
-    """An opened weights source: the safetensors `file` holding the tensors and the full checkpoint `config`."""
-
-    path: str
-    file: SafetensorsFile
-    config: dict
-
-
-def open_source(path: str, *, config_from_file: bool = True) -> CheckpointSource:
-    """Open an official single-file checkpoint or a converted directory (`config.json` + `extras.safetensors`).
-
-    The config is the file's `metadata["config"]` JSON (or the converted directory's `checkpoint_config`).
-    config_from_file=False: a file without a config is allowed (config `{}`), for callers that bring their own.
-    """
-    if os.path.isdir(path):
-        meta_path, extras = os.path.join(path, "config.json"), os.path.join(path, "extras.safetensors")
-        for p in (meta_path, extras):
-            if not os.path.isfile(p):
-                raise CheckpointError(f"{path}: not a converted LTX directory (no {os.path.basename(p)})")
-        with open(meta_path) as f:
-            config = json.load(f).get("checkpoint_config")
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{meta_path}: no 'checkpoint_config' object")
-        return CheckpointSource(path, SafetensorsFile(extras), config)
-    file = SafetensorsFile(path)
-    if "config" not in file.metadata:
-        if config_from_file:
-            raise CheckpointError(f"{path}: no metadata['config'] in the safetensors header")
-        return CheckpointSource(path, file, {})
-    try:
-        config = json.loads(file.metadata["config"])
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: metadata['config'] is not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: metadata['config'] is not a JSON object")
-    return CheckpointSource(path, file, config)
 
 
 def torch_layout_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -123,24 +83,12 @@ def load_module(
                 fill(leaf, here)
                 continue
             key = key_of(here)
-            expect = torch_layout_shape(str(name), tuple(leaf.shape))
-            if key not in available:
-                raise CheckpointError(
-                    f"{source.path}: {what}: tensor {key!r} is missing (expected shape {list(expect)})")
-            _, shape = file.info(key)
-            if tuple(shape) != expect:
-                raise CheckpointError(
-                    f"{source.path}: {what}: tensor {key!r} has shape {list(shape)}, the config needs {list(expect)}")
+            check_tensor(source, what, key, torch_layout_shape(str(name), tuple(leaf.shape)), available)
             node[name] = jnp.asarray(from_torch_layout(str(name), file.read(key)).astype(np.float32), dtype)
             used.add(key)
 
     fill(pure, ())
-    prefixes = tuple(owned_prefixes)
-    unused = sorted(k for k in available if k.startswith(prefixes) and k not in used)
-    if unused:
-        raise CheckpointError(
-            f"{source.path}: {what}: tensor {unused[0]!r} (and {len(unused) - 1} more) is not used by the configured "
-            "model; the file and its config disagree")
+    refuse_unused(source, what, owned_prefixes, used)
     nnx.replace_by_pure_dict(state, pure)
     with nnx.use_eager_sharding(False):
         return nnx.merge(graphdef, state)

@@ -10,16 +10,13 @@ shape, or an unused tensor under a component's prefix is a `CheckpointError` nam
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 from typing import Callable, Iterable, TypeVar
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
+from unityshots_jax.checkpoint.component_loading import CheckpointSource, check_tensor, open_source, refuse_unused
 from unityshots_jax.vae.audio.config import (
     AudioConfigError,
     AudioVAEConfig,
@@ -38,37 +35,12 @@ STATS_PREFIX = "audio_vae.per_channel_statistics."
 UNUSED_OK = ("vocoder.mel_stft.stft_fn.inverse_basis",)
 
 
-@dataclasses.dataclass(frozen=True)
-class WeightSource:
-    """An opened weights source: `file` (the tensors) and the checkpoint's full `config` dict."""
-
-    path: str
-    file: SafetensorsFile
-    config: dict
+WeightSource = CheckpointSource  # the one weights source of the component loaders
 
 
 def open_weights(path: str) -> WeightSource:
     """Open an official single-file checkpoint or a converted directory (`config.json` + `extras.safetensors`)."""
-    if os.path.isdir(path):
-        meta, extras = os.path.join(path, "config.json"), os.path.join(path, "extras.safetensors")
-        for p in (meta, extras):
-            if not os.path.isfile(p):
-                raise CheckpointError(f"{path}: not a converted LTX directory (no {os.path.basename(p)})")
-        with open(meta) as f:
-            config = json.load(f).get("checkpoint_config")
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{meta}: no 'checkpoint_config' object")
-        return WeightSource(path, SafetensorsFile(extras), config)
-    file = SafetensorsFile(path)
-    try:
-        config = json.loads(file.metadata["config"])
-    except KeyError:
-        raise CheckpointError(f"{path}: no metadata['config'] in the safetensors header") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: metadata['config'] is not valid JSON ({e})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: metadata['config'] is not a JSON object")
-    return WeightSource(path, file, config)
+    return open_source(path)
 
 
 def _variables(module: nnx.Module):
@@ -97,22 +69,13 @@ def fill_module(module: M, source: WeightSource, key_of: Callable[[tuple[str, ..
     file, used = source.file, set()
     available = set(file.keys())
     for path, var in _variables(module):
-        key, want = key_of(path), checkpoint_shape(var)
-        if key not in available:
-            raise CheckpointError(f"{source.path}: {what}: tensor {key!r} is missing (expected shape {list(want)})")
-        shape = tuple(file.info(key)[1])
-        if shape != want:
-            raise CheckpointError(f"{source.path}: {what}: tensor {key!r} has shape {list(shape)}, the config needs "
-                                  f"{list(want)}")
+        key = key_of(path)
+        check_tensor(source, what, key, checkpoint_shape(var), available)
         array = np.asarray(file.read(key), np.float32)
         perm = var.get_metadata().get("torch_perm")
         var.set_value(jnp.asarray(array if perm is None else np.transpose(array, perm), dtype))
         used.add(key)
-    owned = tuple(owned)
-    unused = sorted(k for k in available if k.startswith(owned) and k not in used and k not in UNUSED_OK)
-    if unused:
-        raise CheckpointError(f"{source.path}: {what}: tensor {unused[0]!r} (and {len(unused) - 1} more) is not used "
-                              "by the configured model; the file and its config disagree")
+    refuse_unused(source, what, owned, used, UNUSED_OK)
     return module
 
 
