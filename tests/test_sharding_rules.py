@@ -40,9 +40,10 @@ def test_parse_rules_names_the_bad_entry(bad, words):
 
 def test_run_config_reads_the_rules_list():
     cfg = load_config("configs/smoke.py", [])
-    assert run_config(cfg).sharding_rules == parse_rules(sharding_rules.default())
-    cfg.sharding_rules = sharding_rules.fsdp_context()
-    assert dict(run_config(cfg).sharding_rules)["embed"] == ("context", "fsdp")
+    # the configs' preset (configs/ltx23_22b_train_common.py): weights over context × fsdp
+    assert run_config(cfg).sharding_rules == parse_rules(sharding_rules.fsdp_context())
+    cfg.sharding_rules = sharding_rules.default()
+    assert dict(run_config(cfg).sharding_rules)["embed"] == "fsdp"
     legacy = ml_collections.ConfigDict({**cfg.to_dict(), "sharding_rules": "fsdp_context"})  # a preset's name
     with pytest.raises(TrainConfigError, match="sharding_rules"):
         run_config(legacy)

@@ -30,6 +30,7 @@ from helpers.story_masks import rel, story_stream_inputs  # noqa: E402
 from unityshots_jax.data.random_stories import random_story  # noqa: E402
 from unityshots_jax.data.story_batch import pad_story, stack_examples  # noqa: E402
 from unityshots_jax.ltx.config import ExecutionConfig  # noqa: E402
+from unityshots_jax.ltx.sampler import SamplerConfig  # noqa: E402
 from unityshots_jax.ltx.sampling import GuidanceParams  # noqa: E402
 from unityshots_jax.ltx.transformer import forward  # noqa: E402
 from configs import sharding_rules  # noqa: E402
@@ -122,7 +123,7 @@ def loss_checks(mesh, graphdef, pure, logical) -> None:
 def story_checks(mesh, graphdef, pure, logical) -> None:
     inputs = story(SC, 3, [["i2v", "t2v", "r2v"], ["t2v", "r2v", "t2v"]], n_frames=[[5, 6, 4], [6, 4, 5]],
                    n_audio=[[7, 8, 6], [8, 5, 7]])
-    sampling = SamplingConfig(steps=2, video=GuidanceParams(3.0, 1.0, 3.0, 0.7, (1,)),
+    sampling = SamplingConfig(SamplerConfig(steps=2), video=GuidanceParams(3.0, 1.0, 3.0, 0.7, (1,)),
                               audio=GuidanceParams(7.0, 0.0, 1.0, 0.0, ()))
     ref_v, ref_a, _ = generate_story(graphdef, pure, inputs, jax.random.key(0), sampling, EXEC)
     placed = _place(pure, logical, mesh)

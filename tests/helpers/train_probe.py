@@ -88,6 +88,7 @@ def run_steps(run, mesh, batches, *, process_rows=None):
 
     from unityshots_jax.story.story_model import abstract_story_model
     from unityshots_jax.train import trainer
+    from unityshots_jax.train.distributed import barrier
     from unityshots_jax.train.train_step import (
         batch_sharding,
         init_train_state,
@@ -103,11 +104,19 @@ def run_steps(run, mesh, batches, *, process_rows=None):
     state_sh = state_shardings(jax.eval_shape(lambda: state), logical, mesh, run.sharding_rules, run.step.optimizer)
     batch_sh = batch_sharding(mesh, jax.eval_shape(lambda: batches[0]), run.sharding_rules)
     step = make_train_step(graphdef, run.step, mesh, state_sh, batch_sh, run.sharding_rules)
+    barrier("probe-initial-state")  # device_put compares the processes' values: a cross-process computation
     state = jax.device_put(state, state_sh)
     losses, norms = [], []
-    for b in batches:
-        local = b if process_rows is None else jax.tree.map(lambda x: x[process_rows[0]:process_rows[1]], b)
-        state, metrics = step(state, trainer._global_batch(local, batch_sh))
+    rows = (0, None) if process_rows is None else process_rows
+    globals_ = [trainer._global_batch(jax.tree.map(lambda x: x[rows[0]:rows[1]], b), batch_sh) for b in batches]
+    if process_rows is not None:  # as the trainer: compile ahead of time, then meet (gloo's 30 s first-use deadline)
+        from unityshots_jax.sharding import use_mesh
+
+        with use_mesh(mesh, run.sharding_rules):
+            step = step.jitted.lower(state, globals_[0]).compile()
+        barrier("probe-compiled")
+    for batch in globals_:
+        state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
         norms.append(float(metrics["grad_norm"]))
     return losses, norms, flat(state.trainable)
@@ -237,37 +246,9 @@ def cmd_dtrain(workdir: str, port: str, pid: str, nproc: str, overrides) -> None
     # coordinator, process count and id in JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     os.environ.update(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES=nproc, JAX_PROCESS_ID=pid)
-    _compile_then_barrier()
     config, _ = run_of([*overrides, "--config.distributed=True"])
     _report_train(workdir, config)
     jax.distributed.shutdown()
-
-
-def _compile_then_barrier() -> None:
-    """Make the trainer's meeting after its ahead-of-time compile the distributed runtime's own barrier.
-
-    Gloo sets up its CPU collectives at the first cross-process computation and gives up after 30 s
-    (DEADLINE_EXCEEDED on key cpu:gloo/...), which a cold compile on a loaded machine easily exceeds when one process
-    finishes compiling well before the other; the trainer's `multihost_utils.sync_global_devices` is such a
-    computation on CPU. The runtime's barrier involves no gloo (TPU / GPU collectives have no such short deadline).
-    """
-    from jax._src import distributed
-    from jax.experimental import multihost_utils
-
-    def barrier(name: str) -> None:
-        distributed.global_state.client.wait_at_barrier(name, 600_000)
-
-    multihost_utils.sync_global_devices = barrier
-    # the trainer's first cross-process computation is the device_put of the initial state (JAX checks that
-    # every process passes the same values): meet before it too
-    put, calls = jax.device_put, [0]
-
-    def device_put(*args, **kwargs):
-        calls[0] += 1
-        barrier(f"unityshots_device_put_{calls[0]}")
-        return put(*args, **kwargs)
-
-    jax.device_put = device_put
 
 
 def main(argv: list[str]) -> None:

@@ -106,7 +106,7 @@ class StoryGenerator:
                           tuple(bounds[:-1]), tuple(b - a for a, b in zip(bounds[:-1], bounds[1:])), story.texts)
 
     def generate(self, stories: list[PreparedStory], *, seed: int = 0, steps: int = 20, progress: bool = False) -> list[StoryMedia]:
-        video, audio = self.latents(stories, seed=seed, steps=steps, progress=self.steps if progress else None)
+        video, audio = self.latents(stories, seed=seed, steps=steps, progress=progress)
         return [self.decode(s, video[:, b], audio[:, b]) for b, s in enumerate(stories)]
 
 

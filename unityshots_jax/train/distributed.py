@@ -47,3 +47,31 @@ def initialize_args(config: ml_collections.ConfigDict, environ: Mapping[str, str
     if "process_id" in out and "num_processes" in out and out["process_id"] >= out["num_processes"]:
         raise TrainConfigError(f"process id {out['process_id']} is not below the process count {out['num_processes']}")
     return out
+
+
+BARRIER_TIMEOUT_S = 1800  # hosts may finish compiling the 22B step minutes apart
+
+
+def barrier(name: str, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+    """Wait until every process reaches `name`, through the distributed runtime's coordination service.
+
+    `multihost_utils.sync_global_devices` is itself a cross-process computation; on CPU its gloo collectives are set
+    up at first use and give up after 30 s (DEADLINE_EXCEEDED on key cpu:gloo/...), which one host still compiling
+    easily exceeds. The coordination service's barrier involves no collectives. Falls back to
+    `sync_global_devices` where the runtime's client is not reachable (a JAX without `global_state.client`)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return
+    try:
+        from jax._src import distributed as runtime
+
+        client = runtime.global_state.client
+    except (ImportError, AttributeError):
+        client = None
+    if client is None or not hasattr(client, "wait_at_barrier"):
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+        return
+    client.wait_at_barrier(name, int(timeout_s * 1000))

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from unityshots_jax.sharding import build_mesh, use_mesh
 from unityshots_jax.story.story_model import abstract_story_model, build_story_model
-from unityshots_jax.train.distributed import initialize_args
+from unityshots_jax.train.distributed import barrier, initialize_args
 from unityshots_jax.train.lora import init_lora
 from unityshots_jax.train.shots_forcing import TrainBatch, to_device
 from unityshots_jax.train.train_config import RunConfig, TrainConfigError, run_config
@@ -225,7 +225,9 @@ def _restore_or_init(manager: ocp.CheckpointManager, run: RunConfig, setup: _Set
 
     latest = manager.latest_step()
     if latest is None:
-        return jax.device_put(init_train_state(initial_params(run), jax.random.key(run.seed), run.step), setup.state_sh)
+        state = init_train_state(initial_params(run), jax.random.key(run.seed), run.step)
+        barrier("unityshots-train-initial-state")  # device_put compares the hosts' values: a collective (see barrier)
+        return jax.device_put(state, setup.state_sh)
     target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), setup.state_shape,
                           setup.state_sh)
     try:
@@ -241,10 +243,7 @@ def _compile(setup: _Setup, state: TrainState, first: TrainBatch):
     if one host reaches its first step while another is still compiling."""
     with use_mesh(setup.mesh, setup.rules):
         compiled = setup.step_fn.jitted.lower(state, first).compile()
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices("unityshots-train-compiled")
+    barrier("unityshots-train-compiled")  # the coordination service's barrier: no collective, no 30 s gloo deadline
     return compiled
 
 
