@@ -38,7 +38,13 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     rows = verify(args.src, args.dst, dtype=args.dtype, seed=args.seed, attention=args.attention)
     if args.dtype == "float32":  # every other component the file holds: one row each
-        rows += verify_components(args.src, args.dst, seed=args.seed)
+        text_shape = None
+        if args.text_encoder:
+            from unityshots_jax.text.gemma3.config import read_config
+
+            gemma = read_config(args.text_encoder)
+            text_shape = gemma.hidden_size, gemma.num_states
+        rows += verify_components(args.src, args.dst, seed=args.seed, text_shape=text_shape)
     print(format_rows(rows, args.dtype))
     failed = [r for r in rows if not r.ok]
     print(f"verify: {len(rows) - len(failed)} passed, {len(failed)} failed")
@@ -243,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--attention", choices=ATTENTION_CHOICES, default="auto")
+    p.add_argument("--text-encoder", default=None, metavar="DIR",
+                   help="Gemma-3 directory the text projection was made for (default: Gemma-3 12B's width and "
+                        "49 hidden states, as the official file)")
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser(

@@ -143,12 +143,22 @@ def verify(src: str, converted: str, *, dtype: str = "float32", seed: int = 0, a
     return rows
 
 
-def verify_components(src: str, converted: str, *, seed: int = 0) -> list[Row]:
-    """One row per non-transformer component the file holds (video VAE encoder / decoder, audio mel front end,
-    encoder, decoder, vocoder + BWE), ours loaded from `converted`, ltx-core from `src`; float32 criterion."""
+def verify_components(src: str, converted: str, *, seed: int = 0,
+                      text_shape: tuple[int, int] | None = None) -> list[Row]:
+    """One row per non-transformer component the file holds (text connectors' video / audio contexts, video VAE
+    encoder / decoder, audio mel front end, encoder, decoder, vocoder + BWE), ours loaded from `converted`,
+    ltx-core from `src`; float32 criterion.
+
+    text_shape: (width, hidden states) of the Gemma the text projection was made for (default: ltx-core's built-in
+    Gemma-3 12B, 3840 × 49, which the official file is made for)."""
     meta, _ = read_converted_config(converted)
     config = meta["checkpoint_config"]
     results = []
+    if "text_embedding_projection.video_aggregate_embed.weight" in meta["tensor_order"]:
+        from unityshots_jax.reference.verify_text import verify_text
+
+        dim, states = text_shape or (None, None)
+        results += verify_text(src, converted, seed=seed, dim=dim, num_states=states)
     if "vae" in config:
         from unityshots_jax.reference.verify_video import verify_video
 
