@@ -34,7 +34,7 @@ def _pad(stream, extra: int, seed: int):
     )
 
 
-@pytest.mark.parametrize("attention", ["dense", "flash"])
+@pytest.mark.parametrize("attention", [pytest.param("dense", marks=pytest.mark.slow), "flash"])  # flash: CPU default
 def test_padding_tokens_are_invisible_to_both_streams(attention):
     graphdef, params = random_model(CFG, seed=1)
     video, audio = make_inputs(CFG, batch=2, grid=(2, 2, 3), audio_tokens=6)

@@ -4,6 +4,7 @@ classifier-free guidance)."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +23,15 @@ def _batch(seed: int):
     return to_device(stack_examples([pad_story(r, SC) for r in records]))
 
 
+@functools.cache
+def _jitted_loss(cfg: LossConfig):
+    graphdef, _ = story_params()
+    return jax.jit(lambda params, batch: story_loss(nnx.merge(graphdef, params), batch, jax.random.key(3), cfg, EXEC)[0])
+
+
 def _loss(batch, cfg: LossConfig) -> float:
-    graphdef, params = story_params()
-    loss, _ = story_loss(nnx.merge(graphdef, params), batch, jax.random.key(3), cfg, EXEC)
-    return float(loss)
+    _, params = story_params()
+    return float(_jitted_loss(cfg)(params, batch))
 
 
 def test_full_dropout_ignores_the_text_and_equals_the_empty_text():

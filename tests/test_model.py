@@ -156,7 +156,8 @@ def test_jitted_pure_forward_equals_eager_module():
     assert float(jnp.abs(plain[0] - jitted[0]).max()) > 1e-3
 
 
-@pytest.mark.parametrize("model_type,layout", [("audio_video", "22b"), ("audio_video", "19b")])
+@pytest.mark.parametrize("model_type,layout", [("audio_video", "22b"),
+                                               pytest.param("audio_video", "19b", marks=pytest.mark.slow)])
 def test_gradients_finite_and_nonzero_for_every_parameter(model_type, layout):
     cfg = _cfg(2, model_type=model_type, layout=layout)
     graphdef, params = _model(cfg, seed=2)

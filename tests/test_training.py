@@ -108,6 +108,7 @@ def test_pending_metrics_stay_on_device_until_flushed(monkeypatch):
         pending.flush(bar)
 
 
+@pytest.mark.slow  # CI: the SIGTERM test resumes a stopped run; this one kills it mid-write
 def test_sigkill_then_resume_continues_the_same_loss_curve(reference_run, tmp_path):
     _, want = reference_run
     workdir = str(tmp_path)
@@ -329,6 +330,7 @@ def test_resume_survives_a_torn_metrics_line(reference_run, tmp_path):
     assert losses(tr.metrics(str(workdir))) == losses(want)
 
 
+@pytest.mark.slow  # CI: test_sharded_step_matches_single_device covers the meshes
 def test_resume_onto_a_different_mesh_continues_the_curve(reference_run, tmp_path):
     """Checkpoints written on a (data 2) mesh restore onto (fsdp 2) — orbax reshards to the new shardings — and the
     loss curve continues as the uninterrupted single-device run's (to the numerics of sharded reductions)."""

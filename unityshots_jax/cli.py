@@ -94,6 +94,8 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     last = train(config, args.workdir, progress=not args.quiet)
     if last:
         print(f"train: step {last['step']} loss {last['loss']:.4f} (metrics in {args.workdir}/metrics.jsonl)")
+    else:
+        print(f"train: {args.workdir} has already reached config.steps; nothing to run (raise --config.steps to go on)")
     return 0
 
 

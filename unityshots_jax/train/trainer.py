@@ -253,6 +253,8 @@ def _loop(run: RunConfig, setup: _Setup, manager, state: TrainState, metrics_out
     from unityshots_jax.data import IteratorSave
 
     start = int(state.step)
+    if start >= run.steps:  # a finished run resumed: nothing to compile or run
+        return {}
     first = _global_batch(next(setup.iterator), setup.batch_sh)
     compiled_step = _compile(setup, state, first)
     pending, last = _PendingMetrics(metrics_out, run), {}
