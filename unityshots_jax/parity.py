@@ -154,7 +154,8 @@ def verify_components(src: str, converted: str, *, seed: int = 0,
     meta, _ = read_converted_config(converted)
     config = meta["checkpoint_config"]
     results = []
-    if "text_embedding_projection.video_aggregate_embed.weight" in meta["tensor_order"]:
+    audio_video = meta["ltx_config"].get("model_type") == "audio_video"  # the LTX-2.3 AV text path (issue 10)
+    if audio_video and "text_embedding_projection.video_aggregate_embed.weight" in meta["tensor_order"]:
         from unityshots_jax.reference.verify_text import verify_text
 
         dim, states = text_shape or (None, None)

@@ -63,12 +63,24 @@ class ConvTranspose1d(nnx.Module):
 
 def _depthwise(x: jnp.ndarray, taps: jnp.ndarray, *, stride: int = 1, dilate: int = 1,
                padding: tuple[int, int] = (0, 0)) -> jnp.ndarray:
-    """Correlate every channel of x `[B, T, C]` with the same `taps` `[K]` (stride, input dilation, zero padding)."""
-    c = x.shape[-1]
-    kernel = jnp.broadcast_to(taps[:, None, None], (taps.shape[0], 1, c)).astype(x.dtype)
-    return jax.lax.conv_general_dilated(x, kernel, (stride,), [padding], lhs_dilation=(dilate,),
-                                        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=c,
-                                        precision=PRECISION)
+    """Correlate every channel of x `[B, T, C]` with the same `taps` `[K]` (stride, input dilation, zero padding).
+
+    Written as K shifted multiply-adds (one fused loop) rather than a grouped convolution, which XLA:CPU runs as a
+    slow generic loop nest; the same sums in tap order."""
+    b, t, c = x.shape
+    if dilate > 1:  # zeros between samples: [B, T, C] → [B, (T − 1)·dilate + 1, C]
+        x = jnp.concatenate([x[:, :, None], jnp.zeros((b, t, dilate - 1, c), x.dtype)], axis=2)
+        x = x.reshape(b, t * dilate, c)[:, : (t - 1) * dilate + 1]
+    x = jnp.pad(x, ((0, 0), padding, (0, 0)))
+    k = taps.shape[0]
+    length = (x.shape[1] - k) // stride + 1
+    acc = jnp.promote_types(x.dtype, jnp.float32)  # bf16 inputs accumulate in fp32, as the convolution did
+    taps, xs = taps.astype(acc), x.astype(acc)
+    span = stride * (length - 1) + 1
+    out = taps[0] * xs[:, 0:span:stride]
+    for i in range(1, k):
+        out = out + taps[i] * xs[:, i: i + span: stride]
+    return out.astype(x.dtype)
 
 
 def upsample_filtered(x: jnp.ndarray, taps: jnp.ndarray, ratio: int, pad: int, crop_left: int) -> jnp.ndarray:
