@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from unityshots_jax.parity_criterion import ParityResult, parity
+from unityshots_jax.reference import tiny_text
 from unityshots_jax.text.embeddings import load_text_embeddings
 
 TOKENS = 128  # ltx-core needs a multiple of the connectors' 128 registers
@@ -63,17 +64,6 @@ def load_reference_processor(src: str, dim: int, num_states: int, dtype: torch.d
     return model.to(dtype).eval()
 
 
-def _reference_contexts(processor: torch.nn.Module, states: np.ndarray, mask: np.ndarray, dtype: torch.dtype):
-    """ltx-core `process_hidden_states`, one prompt at a time (its register fill handles batch 1): (video, audio)."""
-    outs = []
-    with torch.no_grad():
-        for b in range(mask.shape[0]):
-            hs = tuple(torch.from_numpy(s[b:b + 1]).to(dtype) for s in states)
-            res = processor.process_hidden_states(hs, torch.from_numpy(mask[b:b + 1]))
-            outs.append((res.video_encoding.double().numpy(), res.audio_encoding.double().numpy()))
-    return [np.concatenate([o[i] for o in outs]) for i in range(2)]
-
-
 def verify_text(src: str, weights: str | None = None, *, seed: int = 0, dim: int | None = None,
                 num_states: int | None = None) -> list[ParityResult]:
     """One `ParityResult` for the video context and one for the audio context (features → connector → registers).
@@ -88,8 +78,12 @@ def verify_text(src: str, weights: str | None = None, *, seed: int = 0, dim: int
     mask = np.ones((len(PADDING), TOKENS), np.int64)
     for row, pads in enumerate(PADDING):
         mask[row, :pads] = 0
-    refs = [_reference_contexts(load_reference_processor(src, dim, num_states, d), states, mask, d)
-            for d in (torch.float32, torch.float64)]
+    refs = []
+    for dtype in (torch.float32, torch.float64):  # one reference model in memory at a time
+        processor = load_reference_processor(src, dim, num_states, dtype)
+        hidden = [torch.from_numpy(s).to(dtype) for s in states]
+        refs.append(tiny_text.process(processor, hidden, torch.from_numpy(mask)))
+        del processor, hidden
     video, audio = ours(jnp.asarray(states), jnp.asarray(mask))
-    return [parity("text video context", np.asarray(video, np.float64), refs[0][0], refs[1][0]),
-            parity("text audio context", np.asarray(audio, np.float64), refs[0][1], refs[1][1])]
+    return [parity("text video context", np.asarray(video), refs[0][0], refs[1][0]),
+            parity("text audio context", np.asarray(audio), refs[0][1], refs[1][1])]
