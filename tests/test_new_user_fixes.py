@@ -129,9 +129,13 @@ def test_ctrl_c_during_sampling_stops_at_once(tmp_path, toy_model):
     says so, exits 130 and writes nothing."""
     out = tmp_path / "story.mp4"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]))
+    # A shell that starts pytest in the background hands it SIGINT ignored, every child inherits that, and Python
+    # then keeps it ignored; the child first takes the handler an interactive start gives, then runs the CLI.
+    start = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "sys.argv = ['unityshots'] + sys.argv[1:]; runpy.run_module('unityshots_jax.cli', run_name='__main__')")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "unityshots_jax.cli", "generate", MEADOW, "-o", str(out), "--checkpoint", toy_model,
-         "--steps", "1000"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-c", start, "generate", MEADOW, "-o", str(out), "--checkpoint", toy_model, "--steps", "1000"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     buffered = ""
     while time.monotonic() < deadline and "generate (shots" not in buffered:  # the progress bar has started
