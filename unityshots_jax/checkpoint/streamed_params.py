@@ -13,7 +13,6 @@ layers. See docs/design/convert_ram.md.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import os
@@ -54,22 +53,28 @@ def _handler_class():
 
         def __init__(self):
             super().__init__(deepcopy_host_arrays=False)  # a copy would materialise the leaf
-            self._one_at_a_time: asyncio.Lock | None = None
+            self._specs: dict[int, tuple[dict, object]] = {}
 
         async def _open_and_write(self, value: StreamedLeaf, tspec: dict, ts_context) -> None:
-            if self._one_at_a_time is None:  # created in the loop that runs the writes
-                self._one_at_a_time = asyncio.Lock()
-            async with self._one_at_a_time:  # orbax gathers all leaves' writes; run them in turn
-                store = await ts.open(ts.Spec(tspec), create=True, open=True, context=ts_context)
-                for index, part in value.parts():
-                    target = store[index] if index != () else store
-                    if tuple(part.shape) != tuple(target.shape) or np.dtype(part.dtype) != np.dtype(value.dtype):
-                        raise ValueError(
-                            f"part {index} of a leaf of shape {value.shape}: got {part.shape} {part.dtype}, expected "
-                            f"{tuple(target.shape)} {np.dtype(value.dtype)}"
-                        )
-                    await target.write(part)  # committed (and `part` released) before the next part is made
-                    del part
+            self._specs[id(value)] = (tspec, ts_context)  # orbax gathers these for all leaves: only note the spec
+
+        async def _background_serialize(self, values, infos, args=None) -> None:
+            await super()._background_serialize(values, infos, args)  # builds each leaf's spec (orbax's own)
+            for value in values:  # then write the leaves in turn, never two at once
+                if id(value) in self._specs:  # (orbax writes numpy leaves from the primary process only)
+                    await _write_parts(value, *self._specs.pop(id(value)))
+
+    async def _write_parts(value: StreamedLeaf, tspec: dict, ts_context) -> None:
+        store = await ts.open(ts.Spec(tspec), create=True, open=True, context=ts_context)
+        for index, part in value.parts():
+            target = store[index] if index != () else store
+            if tuple(part.shape) != tuple(target.shape) or np.dtype(part.dtype) != np.dtype(value.dtype):
+                raise ValueError(
+                    f"part {index} of a leaf of shape {value.shape}: got {part.shape} {part.dtype}, expected "
+                    f"{tuple(target.shape)} {np.dtype(value.dtype)}"
+                )
+            await target.write(part)  # committed (and `part` released) before the next part is made
+            del part
 
     return StreamedLeafHandler
 
