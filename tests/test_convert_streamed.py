@@ -18,11 +18,12 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("ltx_core")
 
-from helpers.checkpoints import PREFIX, Spec, leftovers, read_all, rewrite  # noqa: E402
-from unityshots_jax.checkpoint.ltx_convert import convert, load_params  # noqa: E402
-from unityshots_jax.checkpoint.ltx_keys import leaf_key  # noqa: E402
-from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile  # noqa: E402
-from unityshots_jax.checkpoint.streamed_params import StreamedLeaf, save_streamed  # noqa: E402
+from helpers.checkpoints import PREFIX, Spec, leftovers, read_all, rewrite
+
+from unityshots_jax.checkpoint.ltx_convert import convert, load_params
+from unityshots_jax.checkpoint.ltx_keys import leaf_key
+from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
+from unityshots_jax.checkpoint.streamed_params import StreamedLeaf, save_streamed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -116,7 +117,7 @@ def test_sharded_restore_equals_plain_restore(converted):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
     out = subprocess.run([sys.executable, os.path.join(HERE, "helpers", "sharded_restore.py"), dst], env=env,
-                         capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["leaves"] > 10 and result["split"] > result["leaves"] // 2, result

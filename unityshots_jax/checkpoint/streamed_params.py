@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -45,6 +45,7 @@ class StreamedLeaf:
 
 
 def _handler_class():
+    import jax
     import orbax.checkpoint as ocp
     import tensorstore as ts
 
@@ -60,6 +61,11 @@ def _handler_class():
 
         async def _background_serialize(self, values, infos, args=None) -> None:
             await super()._background_serialize(values, infos, args)  # builds each leaf's spec (orbax's own)
+            if jax.process_index() == 0 and any(id(v) not in self._specs for v in values):
+                raise RuntimeError(  # never leave a leaf unwritten (it would restore as zeros)
+                    f"orbax {ocp.__version__} did not hand over every leaf's spec; this handler relies on orbax "
+                    "0.12.8's NumpyHandler internals (docs/design/convert_ram.md)"
+                )
             for value in values:  # then write the leaves in turn, never two at once
                 if id(value) in self._specs:  # (orbax writes numpy leaves from the primary process only)
                     await _write_parts(value, *self._specs.pop(id(value)))
