@@ -122,3 +122,16 @@ def test_sharded_restore_equals_plain_restore(converted):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["leaves"] > 10 and result["split"] > result["leaves"] // 2, result
     assert result["equal"] == result["leaves"] and result["placed"] == result["leaves"], result
+
+
+def test_a_leaf_orbax_did_not_hand_over_fails_loudly(tmp_path, monkeypatch):
+    """If a newer orbax stops calling `_open_and_write`, saving fails instead of leaving leaves unwritten (zeros)."""
+
+    async def builds_nothing(self, values, infos, args=None):
+        return None
+
+    monkeypatch.setattr(ocp.type_handlers.NumpyHandler, "_background_serialize", builds_nothing)
+    value = np.ones((2, 3), np.float32)
+    leaf = StreamedLeaf(value.shape, value.dtype, lambda: iter([((), value)]), False)
+    with pytest.raises(RuntimeError, match="did not hand over every leaf's spec"):
+        save_streamed(str(tmp_path / "params"), {"w": leaf})
