@@ -7,7 +7,7 @@ result unchanged); only the data write differs: the leaf's tensorstore is opened
 are written one at a time, one leaf at a time, each awaited before the next is produced. Stacked leaves are chunked
 one layer per chunk (orbax `SaveArgs(shard_axes=(0,))`), so a layer's write touches only its own chunks.
 
-Peak memory is therefore one part of one leaf (plus tensorstore's compression buffers), whatever the number of
+Peak memory is therefore one part of one leaf (plus tensorstore's copy and compression buffers), whatever the number of
 layers. See docs/design/convert_ram.md.
 """
 
