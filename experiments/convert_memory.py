@@ -62,12 +62,32 @@ def write_file(path: str, num_layers: int) -> int:
     return os.path.getsize(path)
 
 
-def measure(src: str, dst: str) -> int:
-    """Peak RSS (bytes) of `unityshots convert src dst` run in a subprocess (called in a fresh process)."""
-    import resource
+def _status_kib(pid: int) -> dict[str, int]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return {ln.split(":")[0]: int(ln.split()[1]) for ln in f if ln.startswith(("VmRSS", "RssAnon", "RssFile"))}
+    except (OSError, ValueError):
+        return {}
 
-    subprocess.run([sys.executable, "-m", "unityshots_jax.cli", "convert", src, dst, "--quiet"], check=True)
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+def measure(src: str, dst: str) -> tuple[int, int, int, float]:
+    """(peak RSS, sampled peak RssAnon, sampled peak RssFile) in bytes and the wall time in seconds of `unityshots convert src dst` run in a
+    subprocess (call in a fresh process: the RSS peak is `getrusage(RUSAGE_CHILDREN)`, exact; the split into
+    anonymous and file-backed pages is sampled every 0.1 s from /proc, so it can miss a short spike)."""
+    import resource
+    import time
+
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "unityshots_jax.cli", "convert", src, dst, "--quiet"])
+    anon = file = 0
+    while proc.poll() is None:
+        status = _status_kib(proc.pid)
+        anon, file = max(anon, status.get("RssAnon", 0)), max(file, status.get("RssFile", 0))
+        time.sleep(0.1)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args)
+    seconds = time.monotonic() - start
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, anon * 1024, file * 1024, seconds
 
 
 def main() -> None:
@@ -77,23 +97,22 @@ def main() -> None:
     ap.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure:
-        print(measure(*args.measure))
+        print(*measure(*args.measure))
         return
     os.makedirs(args.dir, exist_ok=True)
-    rows = []
     for n in args.layers:
         src, dst = os.path.join(args.dir, f"22b-{n}.safetensors"), os.path.join(args.dir, f"22b-{n}-converted")
         try:
             size = write_file(src, n)
             out = subprocess.run([sys.executable, __file__, "--measure", src, dst], check=True, capture_output=True,
                                  text=True)
-            peak = int(out.stdout.strip().splitlines()[-1])
+            peak, anon, file, seconds = map(float, out.stdout.strip().splitlines()[-1].split())
         finally:
             shutil.rmtree(dst, ignore_errors=True)
             if os.path.exists(src):
                 os.remove(src)
-        rows.append((n, size, peak))
-        print(f"layers {n:>3}  file {size / 2**30:7.2f} GiB  convert peak RSS {peak / 2**30:6.2f} GiB", flush=True)
+        print(f"layers {n:>3}  file {size / 2**30:7.2f} GiB  convert peak RSS {peak / 2**30:6.2f} GiB  (sampled peaks: "
+              f"RssAnon {anon / 2**30:6.2f} GiB, RssFile {file / 2**30:6.2f} GiB)  {seconds:.0f} s", flush=True)
     shutil.rmtree(args.dir, ignore_errors=True)
 
 

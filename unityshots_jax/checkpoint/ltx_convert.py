@@ -26,6 +26,7 @@ from tqdm import tqdm
 from unityshots_jax.checkpoint.components import check_components
 from unityshots_jax.checkpoint.ltx_keys import CONNECTOR_PREFIXES, TRANSFORMER_PREFIX, LeafKey, leaf_key
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, LazyTensor, SafetensorsFile, write_safetensors
+from unityshots_jax.checkpoint.streamed_params import StreamedLeaf, save_streamed
 from unityshots_jax.ltx.config import ConfigError, LTXConfig
 from unityshots_jax.ltx.transformer import abstract_model
 
@@ -132,44 +133,57 @@ def _prepare_destination(dst: str) -> str:
     return tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.partial-", dir=parent)
 
 
+def _check_layer_dtypes(file: SafetensorsFile, plan: dict, num_layers: int) -> None:
+    """Every layer of a stacked leaf has layer 0's dtype (a stacked leaf has one dtype)."""
+    for leaf, _ in plan.values():
+        if not leaf.stacked:
+            continue
+        dtype = file.info(_file_key(leaf, 0))[0]
+        for layer in range(1, num_layers):
+            got = file.info(_file_key(leaf, layer))[0]
+            if got != dtype:
+                raise CheckpointError(f"{file.path}: tensor {_file_key(leaf, layer)} has dtype {got}, layer 0 has {dtype}")
+
+
+def _streamed_leaf(file: SafetensorsFile, leaf: LeafKey, shape: tuple[int, ...], num_layers: int, bar) -> StreamedLeaf:
+    """The leaf `leaf` (our layout, `shape`) read from `file` one tensor (one layer) at a time, only when written."""
+
+    def parts():
+        for layer in range(num_layers) if leaf.stacked else [None]:
+            t = file.read(_file_key(leaf, layer))  # memory-mapped: unmapped once written and dropped
+            yield (layer if leaf.stacked else ()), (t.T if leaf.transpose else t)
+            del t
+        bar.update(1)
+
+    dtype = file.info(_file_key(leaf, 0 if leaf.stacked else None))[0]
+    return StreamedLeaf(tuple(shape), dtype, parts, leaf.stacked)
+
+
 def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
     """Convert `src` (official single-file safetensors) into the directory `dst` (must not exist or be empty).
 
-    Reads one tensor at a time through memory maps; stacked layer parameters are assembled in disk-backed arrays
-    inside the temporary build directory, so peak RAM stays far below the checkpoint size. On any error nothing
-    is left at `dst`.
+    Reads one tensor at a time through memory maps and writes it into the orbax checkpoint before reading the next
+    (stacked leaves one layer per chunk, `checkpoint/streamed_params.py`), so peak RAM is bounded by one layer of one
+    parameter, not by the checkpoint (docs/design/convert_ram.md). On any error nothing is left at `dst`.
     """
     file = SafetensorsFile(src)
     full, cfg = read_checkpoint_config(file)
     plan, extras = _check_tensors(file, cfg)
+    _check_layer_dtypes(file, plan, cfg.num_layers)
     extras = [k for k in file.keys() if k in set(extras)]  # file order
     components = check_components(file, full, extras)
     work = _prepare_destination(dst)
     try:
-        scratch = os.path.join(work, "scratch")
-        os.makedirs(scratch)
         tree: dict = {}
-        bar = tqdm(plan.items(), desc="convert", unit="param", disable=not progress)
-        for n, (path, (leaf, sds)) in enumerate(bar):
-            dtype = file.info(_file_key(leaf, 0 if leaf.stacked else None))[0]
-            if leaf.stacked:
-                arr = np.lib.format.open_memmap(os.path.join(scratch, f"{n}.npy"), "w+", dtype, tuple(sds.shape))
-                for layer in range(cfg.num_layers):
-                    t = file.read(_file_key(leaf, layer))
-                    if t.dtype != dtype:
-                        raise CheckpointError(f"{src}: tensor {_file_key(leaf, layer)} has dtype {t.dtype}, layer 0 has {dtype}")
-                    arr[layer] = t.T if leaf.transpose else t
-            else:
-                t = file.read(_file_key(leaf))
-                arr = np.ascontiguousarray(t.T if leaf.transpose else t)
-            node = tree
-            for part in path[:-1]:
-                node = node.setdefault(part, {})
-            node[path[-1]] = arr
-        _save_params(os.path.join(work, "params"), tree)
-        # streamed: each tensor is mapped, written and released before the next (never all in memory)
+        with tqdm(total=len(plan), desc="convert", unit="param", disable=not progress) as bar:
+            for path, (leaf, sds) in plan.items():
+                node = tree
+                for part in path[:-1]:
+                    node = node.setdefault(part, {})
+                node[path[-1]] = _streamed_leaf(file, leaf, tuple(sds.shape), cfg.num_layers, bar)
+            save_streamed(os.path.join(work, "params"), tree)
+        # streamed: each tensor is copied in bounded chunks (never all in memory)
         write_safetensors(os.path.join(work, "extras.safetensors"), {k: file.lazy(k) for k in extras}, {}, extras)
-        shutil.rmtree(scratch)
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -191,15 +205,6 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return cfg
-
-
-def _save_params(path: str, tree: dict) -> None:
-    import orbax.checkpoint as ocp
-
-    path = os.path.abspath(path)
-    with ocp.StandardCheckpointer() as ckpt:
-        ckpt.save(path, tree)
-        ckpt.wait_until_finished()
 
 
 def read_converted_config(path: str) -> tuple[dict, LTXConfig]:
