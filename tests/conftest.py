@@ -1,12 +1,64 @@
-"""Session-wide fixtures: each tiny checkpoint (and its conversion) is made once per configuration and worker."""
+"""Session-wide set-up: compile-fast XLA flags and the shared compilation cache for this process and its children,
+how tests are grouped and ordered for `pytest -n 2 --dist loadgroup`, and the tiny checkpoints (each made once per
+configuration and worker)."""
 
 from __future__ import annotations
 
 import os
 
-import pytest
+from helpers.xla_flags import xla_flags
 
-from helpers.checkpoints import Spec, make_checkpoint
+os.environ["XLA_FLAGS"] = xla_flags()  # before any JAX backend starts; children inherit it
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers.checkpoints import Spec, make_checkpoint  # noqa: E402
+from helpers.training_runs import cache_dir  # noqa: E402
+
+# Programs compiled in one test (or worker, or subprocess) are loaded, not recompiled, by the next that builds the
+# same program: many tests build the same tiny models through fresh jitted closures.
+jax.config.update("jax_compilation_cache_dir", cache_dir())
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+# Heaviest first (longest-processing-time order keeps the two workers' finishing times close); measured with
+# `--durations` (experiments/RESULTS.md, "Test suite time"). Modules not listed keep collection order after these.
+HEAVY_FIRST = (
+    "test_context_parallel.py", "test_training.py", "test_training_multiprocess.py", "test_splash_attention.py",
+    "test_parity_ltx_core.py", "test_model.py", "test_toy_study.py", "test_story_sharded.py", "test_sharding.py",
+    "test_notebook.py", "test_generate.py", "test_new_user_fixes.py", "test_audio_codec.py", "test_ltx23_bundle.py",
+)
+
+
+def _module_fixtures(item: pytest.Item) -> list[str]:
+    """Names of the module-scoped fixtures defined in the item's own module that it uses."""
+    defs = getattr(item, "_fixtureinfo", None)
+    if defs is None:
+        return []
+    return sorted(name for name, fixturedefs in defs.name2fixturedefs.items()
+                  if any(d.scope == "module" and d.baseid and item.nodeid.startswith(d.baseid) for d in fixturedefs))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that share an expensive module-scoped fixture run on one xdist worker (`--dist loadgroup`), so the fixture
+    is built once, not once per worker; and the heavy modules are handed out first."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}  # union-find over (module, fixture): used together = one group
+
+    def root(key: tuple[str, str]) -> tuple[str, str]:
+        while parent.setdefault(key, key) != key:
+            key = parent[key]
+        return key
+
+    uses = [(item, [(item.path.name, name) for name in _module_fixtures(item)]) for item in items]
+    for _, keys in uses:
+        for key in keys[1:]:
+            parent[root(key)] = root(keys[0])
+    for item, keys in uses:
+        if keys:
+            module, fixture = root(keys[0])
+            item.add_marker(pytest.mark.xdist_group(f"{module}:{fixture}"))
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order inside a module is kept
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("ltx_core")
 
+from helpers import training_runs
 from helpers.checkpoints import PREFIX, Spec, leftovers, read_all, rewrite
 
 from unityshots_jax.checkpoint.ltx_convert import convert, load_params
@@ -114,8 +115,7 @@ def test_a_layer_of_another_dtype_is_named(checkpoint, tmp_path):
 
 def test_sharded_restore_equals_plain_restore(converted):
     _, dst = converted(Spec())
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu",
-               PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
+    env = training_runs.env(devices=2)
     out = subprocess.run([sys.executable, os.path.join(HERE, "helpers", "sharded_restore.py"), dst], env=env,
                          capture_output=True, text=True, timeout=300, check=False)
     assert out.returncode == 0, out.stderr[-3000:]

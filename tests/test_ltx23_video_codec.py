@@ -23,6 +23,7 @@ from unityshots_jax.reference.tiny_media import run_reference, tiling_config, wr
 from unityshots_jax.codecs.ltx23_video import LTX23VideoCodec  # noqa: E402
 from unityshots_jax.vae.video.encoder import VideoShapeError  # noqa: E402
 from unityshots_jax.vae.video.tiling import Tiling  # noqa: E402
+from helpers import training_runs
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "helpers", "sharded_video_vae.py")
 
@@ -92,7 +93,7 @@ def _one_device_mesh():
 
 
 def test_sharded_codec_equals_one_device(vae_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = training_runs.env(devices=8)
     r = subprocess.run([sys.executable, SCRIPT, vae_path], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     row = json.loads([line for line in r.stdout.splitlines() if line.startswith("{")][-1])

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from helpers import training_runs
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "helpers", "sharded_forward.py")
 MESHES = [
     {"data": 2, "fsdp": 2, "context": 2, "tensor": 1},
@@ -21,7 +23,7 @@ MESHES = [
 
 @pytest.fixture(scope="module")
 def rows():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = training_runs.env(devices=8)
     r = subprocess.run([sys.executable, SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]

@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 
+from helpers import training_runs
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "helpers", "sharded_story.py")
 
 
 def test_sharded_shot_scan_matches_single_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = training_runs.env(devices=8)
     r = subprocess.run([sys.executable, SCRIPT], env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+from helpers import training_runs
 from helpers.text_fixtures import cases, gemma_dirs  # noqa: F401  (fixture)
 from unityshots_jax.reference import tiny_text
 from unityshots_jax.reference.tiny_configs import tiny_transformer_config
@@ -21,7 +22,7 @@ def test_sharded_text_encoder_matches_single_device(gemma_dirs, tmp_path):
     proc = tiny_text.build_processor(cfg, case.text["hidden_size"], case.text["num_hidden_layers"] + 1, seed=3)
     weights = str(tmp_path / "text.safetensors")
     tiny_text.write_text_checkpoint(weights, cfg, proc)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = training_runs.env(devices=8)
     r = subprocess.run([sys.executable, SCRIPT, gemma_dirs("a"), weights], env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]

@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from helpers.xla_flags import xla_flags
+
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(TESTS)
 PROBE = os.path.join(TESTS, "helpers", "train_probe.py")
@@ -37,7 +39,7 @@ def env(devices: int = 1, **extra: str) -> dict[str, str]:
     out = dict(os.environ)
     out.update(
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        XLA_FLAGS=xla_flags(devices),
         JAX_COMPILATION_CACHE_DIR=cache_dir(),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
         JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
