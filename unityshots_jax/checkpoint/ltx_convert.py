@@ -164,7 +164,7 @@ def convert(src: str, dst: str, *, progress: bool = True) -> LTXConfig:
 
     Reads one tensor at a time through memory maps and writes it into the orbax checkpoint before reading the next
     (stacked leaves one layer per chunk, `checkpoint/streamed_params.py`), so peak RAM is bounded by one layer of one
-    parameter, not by the checkpoint (docs/design/convert_ram.md). On any error nothing is left at `dst`.
+    parameter, not by the checkpoint (docs/design.md, "Peak host RAM of `convert`"). On any error nothing is left at `dst`.
     """
     file = SafetensorsFile(src)
     full, cfg = read_checkpoint_config(file)

@@ -8,7 +8,7 @@ are written one at a time, one leaf at a time, each awaited before the next is p
 one layer per chunk (orbax `SaveArgs(shard_axes=(0,))`), so a layer's write touches only its own chunks.
 
 Peak memory is therefore one part of one leaf (plus tensorstore's copy and compression buffers), whatever the number of
-layers. See docs/design/convert_ram.md.
+layers. See docs/design.md, "Peak host RAM of `convert`".
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _handler_class():
             if jax.process_index() == 0 and any(id(v) not in self._specs for v in values):
                 raise RuntimeError(  # never leave a leaf unwritten (it would restore as zeros)
                     f"orbax {ocp.__version__} did not hand over every leaf's spec; this handler relies on orbax "
-                    "0.12.8's NumpyHandler internals (docs/design/convert_ram.md)"
+                    "0.12.8's NumpyHandler internals (docs/design.md, Peak host RAM of convert)"
                 )
             for value in values:  # then write the leaves in turn, never two at once
                 if id(value) in self._specs:  # (orbax writes numpy leaves from the primary process only)
