@@ -1,5 +1,5 @@
 """Session-wide set-up: compile-fast XLA flags and the shared compilation cache for this process and its children,
-how tests are grouped and ordered for `pytest -n 2 --dist loadgroup`, and the tiny checkpoints (each made once per
+the order files are handed to `pytest -n 2 --dist loadfile` workers, and the tiny checkpoints (each made once per
 configuration and worker)."""
 
 from __future__ import annotations
@@ -22,73 +22,18 @@ jax.config.update("jax_compilation_cache_dir", cache_dir())
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 # Heaviest first (longest-processing-time order keeps the two workers' finishing times close); measured with
-# `--durations` (experiments/RESULTS.md, "Test suite time"). Modules not listed keep collection order after these.
+# `--durations` (experiments/RESULTS.md, "Test suite time"). With `--dist loadfile --no-loadscope-reorder` each file
+# runs on one worker (a module-scoped fixture is built once, not once per worker) and files are handed out in this
+# order; files not listed follow in collection order. (`--dist loadgroup` would be finer, but xdist 3.8 cannot tag
+# node ids under pytest 9.2, so its groups are silently ignored.)
 HEAVY_FIRST = (
-    "test_context_parallel.py", "test_training.py", "test_training_multiprocess.py", "test_splash_attention.py",
-    "test_parity_ltx_core.py", "test_model.py", "test_toy_study.py", "test_story_sharded.py", "test_sharding.py",
-    "test_notebook.py", "test_generate.py", "test_new_user_fixes.py", "test_audio_codec.py", "test_ltx23_bundle.py",
+    "test_training.py", "test_training_multiprocess.py", "test_context_parallel.py", "test_splash_attention.py",
+    "test_parity_ltx_core.py", "test_model.py", "test_toy_study.py", "test_audio_codec.py", "test_story_sharded.py",
+    "test_vocoder.py", "test_ltx23_bundle.py", "test_sharding.py", "test_notebook.py", "test_generate.py",
+    "test_new_user_fixes.py",
 )
 
 
-def _module_fixtures(item: pytest.Item) -> list[str]:
-    """Names of the module-scoped fixtures defined in the item's own module that it uses."""
-    defs = getattr(item, "_fixtureinfo", None)
-    if defs is None:
-        return []
-    return sorted(name for name, fixturedefs in defs.name2fixturedefs.items()
-                  if any(d.scope == "module" and d.baseid and item.nodeid.startswith(d.baseid) for d in fixturedefs))
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that share an expensive module-scoped fixture run on one xdist worker (`--dist loadgroup`), so the fixture
-    is built once, not once per worker; and the heavy modules are handed out first."""
-    parent: dict[tuple[str, str], tuple[str, str]] = {}  # union-find over (module, fixture): used together = one group
-
-    def root(key: tuple[str, str]) -> tuple[str, str]:
-        while parent.setdefault(key, key) != key:
-            key = parent[key]
-        return key
-
-    uses = [(item, [(item.path.name, name) for name in _module_fixtures(item)]) for item in items]
-    for _, keys in uses:
-        for key in keys[1:]:
-            parent[root(key)] = root(keys[0])
-    for item, keys in uses:
-        if keys:
-            module, fixture = root(keys[0])
-            item.add_marker(pytest.mark.xdist_group(f"{module}:{fixture}"))
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order inside a module is kept
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory):
-    """checkpoint(spec) -> path of a tiny official-layout .safetensors for `spec` (made once per session)."""
-    made: dict[Spec, str] = {}
-    root = tmp_path_factory.mktemp("checkpoints")
-
-    def get(spec: Spec = Spec()) -> str:
-        if spec not in made:
-            made[spec] = make_checkpoint(spec, str(root / f"{len(made)}.safetensors"))
-        return made[spec]
-
-    return get
-
-
-@pytest.fixture(scope="session")
-def converted(checkpoint, tmp_path_factory):
-    """converted(spec) -> (source .safetensors, directory written by `convert`), made once per session."""
-    from unityshots_jax.checkpoint.ltx_convert import convert
-
-    made: dict[Spec, tuple[str, str]] = {}
-    root = tmp_path_factory.mktemp("converted")
-
-    def get(spec: Spec = Spec()) -> tuple[str, str]:
-        if spec not in made:
-            src = checkpoint(spec)
-            dst = os.path.join(str(root), str(len(made)))
-            convert(src, dst, progress=False)
-            made[spec] = (src, dst)
-        return made[spec]
-
-    return get
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order inside a file is kept
