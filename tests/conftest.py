@@ -27,7 +27,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 # order; files not listed follow in collection order. (`--dist loadgroup` would be finer, but xdist 3.8 cannot tag
 # node ids under pytest 9.2, so its groups are silently ignored.)
 HEAVY_FIRST = (
-    "test_training.py", "test_training_multiprocess.py", "test_context_parallel.py", "test_splash_attention.py",
+    "test_training.py", "test_context_parallel.py", "test_training_multiprocess.py", "test_splash_attention.py",
     "test_parity_ltx_core.py", "test_model.py", "test_toy_study.py", "test_audio_codec.py", "test_story_sharded.py",
     "test_vocoder.py", "test_ltx23_bundle.py", "test_sharding.py", "test_notebook.py", "test_generate.py",
     "test_new_user_fixes.py",
@@ -37,3 +37,36 @@ HEAVY_FIRST = (
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order inside a file is kept
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory):
+    """checkpoint(spec) -> path of a tiny official-layout .safetensors for `spec` (made once per session)."""
+    made: dict[Spec, str] = {}
+    root = tmp_path_factory.mktemp("checkpoints")
+
+    def get(spec: Spec = Spec()) -> str:
+        if spec not in made:
+            made[spec] = make_checkpoint(spec, str(root / f"{len(made)}.safetensors"))
+        return made[spec]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def converted(checkpoint, tmp_path_factory):
+    """converted(spec) -> (source .safetensors, directory written by `convert`), made once per session."""
+    from unityshots_jax.checkpoint.ltx_convert import convert
+
+    made: dict[Spec, tuple[str, str]] = {}
+    root = tmp_path_factory.mktemp("converted")
+
+    def get(spec: Spec = Spec()) -> tuple[str, str]:
+        if spec not in made:
+            src = checkpoint(spec)
+            dst = os.path.join(str(root), str(len(made)))
+            convert(src, dst, progress=False)
+            made[spec] = (src, dst)
+        return made[spec]
+
+    return get

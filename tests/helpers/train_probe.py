@@ -1,7 +1,8 @@
 """Training runs for tests/test_training*.py, each in its own process (device count, distributed runtime and
 signals are per process). Prints one JSON line per result (prefixed "PROBE ") and writes arrays as .npz.
 
-    python train_probe.py sharded   OUT_DIR [--config.k=v ...]   # 1 device, then every mesh in MESHES (8 devices)
+    python train_probe.py sharded   OUT_DIR [--config.k=v ...]   # 1 device, then every mesh in MESHES (8 devices;
+                                                                 # env PROBE_MESHES="0,2": only those)
     python train_probe.py single    OUT_DIR [--config.k=v ...]   # the reference step run on 1 device
     python train_probe.py multi     OUT_DIR PORT PID NPROC [...] # one process of a jax.distributed CPU run
     python train_probe.py params    OUT_DIR STEPS [--config.k=v ...]  # the trainer's own step, params per step
@@ -128,7 +129,9 @@ def cmd_sharded(out: str, overrides) -> None:
     assert jax.device_count() == 8, jax.devices()
     _, run = run_of(overrides)
     batches = fixed_batches(run, run.batch_size, STEPS)
-    for i, shape in enumerate([{"data": 1}] + MESHES):
+    chosen = os.environ.get("PROBE_MESHES")  # e.g. "0,2": those entries of MESHES only
+    meshes = [MESHES[int(i)] for i in chosen.split(",")] if chosen else MESHES
+    for i, shape in enumerate([{"data": 1}] + meshes):
         devices = jax.devices()[: int(np.prod(list(shape.values())))]
         losses, norms, params = run_steps(run, build_mesh(shape, devices), batches)
         np.savez(os.path.join(out, f"mesh{i}.npz"), **params)
