@@ -36,8 +36,9 @@ def main() -> None:
     out = {"leaves": len(flat_plain), "split": 0, "equal": 0, "placed": 0}
     for path, a in flat_plain:
         b = flat_sharded[path]
+        host_a, host_b = np.asarray(a), np.asarray(b)
         out["split"] += int(flat_wanted[path].spec != PartitionSpec())
-        out["equal"] += int(np.asarray(b).dtype == np.asarray(a).dtype and np.array_equal(np.asarray(b), np.asarray(a)))
+        out["equal"] += int(host_b.dtype == host_a.dtype and np.array_equal(host_b, host_a))
         out["placed"] += int(isinstance(b, jax.Array) and b.sharding.is_equivalent_to(flat_wanted[path], b.ndim))
     print(json.dumps(out))
 

@@ -14,10 +14,10 @@ import os
 COMPILE_FAST = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
 
 
-def xla_flags(devices: int | None = None, base: str | None = None) -> str:
-    """`base` (default: this process's XLA_FLAGS) plus the compile-fast flags and, if given, a forced device count."""
-    flags = [f for f in (os.environ.get("XLA_FLAGS", "") if base is None else base).split()
-             if not f.startswith("--xla_force_host_platform_device_count")]
+def xla_flags(devices: int | None = None) -> str:
+    """This process's XLA_FLAGS plus the compile-fast flags and, if given, a forced device count (replacing one)."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if devices is None or not f.startswith("--xla_force_host_platform_device_count")]
     flags += [f for f in COMPILE_FAST if f not in flags]
     if devices is not None:
         flags.append(f"--xla_force_host_platform_device_count={devices}")
