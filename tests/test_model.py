@@ -133,8 +133,10 @@ def test_remat_policies_same_outputs_and_gradients():
         flat = jax.tree_util.tree_leaves(grads)
         assert len(flat) == len(flat_ref)
         for (path, a), b in zip(flat_ref, flat):
+            # remat changes what XLA recomputes and how it fuses it, so float32 rounding differs: measured up to
+            # 1.1e-6 of the leaf's largest entry (k_norm, classic CPU emitters); a remat wiring error is O(scale)
             scale = max(1.0, float(jnp.abs(a).max()))
-            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-6 * scale,
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=0, atol=1e-5 * scale,
                                        err_msg=f"{remat}: {jax.tree_util.keystr(path)}")
 
 
