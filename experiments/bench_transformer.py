@@ -146,6 +146,26 @@ def attention_sweep(repeats: int) -> list[dict]:
     return rows
 
 
+def variant(spec: str, chunk: int) -> tuple[ExecutionConfig, dict | None]:
+    """`KERNEL[+remat=POLICY][+chunk=N][+xla_OPTION=VALUE…]` → (execution config, XLA compiler options of its jits).
+
+    e.g. `flash+remat=dots` or `flash+xla_cpu_use_fusion_emitters=false`: variants of one model timed interleaved
+    in one process (the options apply to that variant's programs only)."""
+    kind, *mods = spec.split("+")
+    fields, options = {"attention": kind, "attention_chunk": chunk}, {}
+    for mod in mods:
+        key, _, value = mod.partition("=")
+        if key == "remat":
+            fields["remat"] = value
+        elif key == "chunk":
+            fields["attention_chunk"] = int(value)
+        elif key.startswith("xla_") and "=" in mod:  # an empty value is a value (e.g. no YNNPACK fusions)
+            options[key] = value
+        else:
+            raise SystemExit(f"--attention {spec!r}: unknown modifier {mod!r} (remat=, chunk=, xla_…=)")
+    return ExecutionConfig(**fields), options or None
+
+
 def compile_times(layers: int) -> dict:
     """lower+compile wall time (s) of forward and grad for a small-width model with `layers` layers, fresh jit."""
     config = tiny_transformer_config(num_layers=layers)
@@ -172,7 +192,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="3 repeats, no 48-layer compile")
-    parser.add_argument("--attention", default="flash", help="comma-separated Flax kernels to time (first is main)")
+    parser.add_argument("--attention", default="flash",
+                        help="comma-separated Flax variants to time (first is main): KERNEL[+remat=P][+chunk=N][+xla_OPT=V]")
     parser.add_argument("--chunk", type=int, default=ExecutionConfig().attention_chunk)
     parser.add_argument("--attention-sweep", action="store_true", help="only the single-attention kernel table")
     args = parser.parse_args()
@@ -223,15 +244,16 @@ def main() -> None:
     jct_v, jct_a = jnp.asarray(ct_v), jnp.asarray(ct_a)
     flax_runs = {}
     for kind in args.attention.split(","):
-        execution = ExecutionConfig(attention=kind, attention_chunk=args.chunk)
+        execution, options = variant(kind, args.chunk)
 
         # inputs are arguments, not closed-over constants (XLA would constant-fold the RoPE tables etc.)
         def loss(p, v, a, pt, cv, ca, execution=execution):
             out_v, out_a = forward(graphdef, p, v, a, pt, execution)
             return jnp.sum(out_v * cv) + jnp.sum(out_a * ca)
 
-        fwd_j = jax.jit(lambda p, v, a, pt, execution=execution: forward(graphdef, p, v, a, pt, execution))
-        grad_j = jax.jit(jax.grad(loss))
+        fwd_j = jax.jit(lambda p, v, a, pt, execution=execution: forward(graphdef, p, v, a, pt, execution),
+                        compiler_options=options)
+        grad_j = jax.jit(jax.grad(loss), compiler_options=options)
         fwd = functools.partial(fwd_j, params, video, audio, pert)
         grad = functools.partial(grad_j, params, video, audio, pert, jct_v, jct_a)
         t0 = time.perf_counter()
