@@ -43,8 +43,8 @@ def configs(layers: int, grid: tuple[int, int, int], shots: int):
     ltx = LTXConfig(
         model_type="audio_video",
         num_layers=layers,
-        video=StreamConfig(8, 64, 128, 128, 256, (20, 2048, 2048)),
-        audio=StreamConfig(8, 32, 128, 128, 128, (20,)),
+        video=StreamConfig(8, 64, 128, 128, 512, (20, 2048, 2048)),
+        audio=StreamConfig(8, 32, 128, 128, 256, (20,)),
         av_ca_timestep_scale_multiplier=1000.0,
     )
     story = StoryConfig(max_shots=shots, video_frames=f, height=h, width=w, latent_channels=128,
@@ -59,8 +59,8 @@ def story_inputs(sc, k: int):
 
     rng = np.random.default_rng(0)
     return make_story_inputs(
-        sc, video_context=rng.standard_normal((1, k, sc.text_tokens, 256)).astype(np.float32),
-        audio_context=rng.standard_normal((1, k, sc.text_tokens, 128)).astype(np.float32),
+        sc, video_context=rng.standard_normal((1, k, sc.text_tokens, 512)).astype(np.float32),
+        audio_context=rng.standard_normal((1, k, sc.text_tokens, 256)).astype(np.float32),
         context_mask=np.ones((1, k, sc.text_tokens), np.int32), modes=[["t2v"] * k],
         cut_strength=[[0.0] + [0.4] * (k - 1)], boundary=[[0.5] * k],
         n_frames=[[sc.video_frames] * k], n_audio=[[sc.audio_frames] * k],

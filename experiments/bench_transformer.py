@@ -160,7 +160,7 @@ def variant(spec: str, chunk: int) -> tuple[ExecutionConfig, dict | None]:
         elif key == "chunk":
             fields["attention_chunk"] = int(value)
         elif key.startswith("xla_") and "=" in mod:  # an empty value is a value (e.g. no YNNPACK fusions)
-            options[key] = value
+            options[key] = {"true": True, "false": False}.get(value.lower(), int(value) if value.isdigit() else value)
         else:
             raise SystemExit(f"--attention {spec!r}: unknown modifier {mod!r} (remat=, chunk=, xla_…=)")
     return ExecutionConfig(**fields), options or None
