@@ -152,6 +152,22 @@ def main() -> None:
     def flax_backbone():
         jax.block_until_ready(bb_grad(bb_params, jv, ja, jpert, jct_v, jct_a))
 
+    # ---- Flax Shots-Forcing loss and its gradients alone (no clipping, AdamW, EMA, metrics): splits the step's own
+    # overhead into the story machinery (memory, gate, loss masking, shot scan) and the optimizer side
+    from unityshots_jax.train.shots_forcing import story_loss
+    from unityshots_jax.train.train_step import model_params
+
+    def story_loss_only(trainable, frozen, batch, key):
+        return story_loss(nnx.merge(graphdef, model_params(trainable, frozen, step_cfg)), batch, key, step_cfg.loss,
+                          execution)
+
+    loss_grad = jax.jit(jax.value_and_grad(story_loss_only, has_aux=True))
+    # copies: the step donates (deletes) the state it is given
+    trainable0, frozen0 = jax.tree.map(jnp.copy, (holder["state"].trainable, holder["state"].frozen))
+
+    def flax_loss_grad():
+        jax.block_until_ready(loss_grad(trainable0, frozen0, batch, jax.random.key(1)))
+
     def torch_fwd_bwd_adam():
         torch_fwd_bwd()
         opt.step()
@@ -164,16 +180,17 @@ def main() -> None:
     def matmul():
         mm(a).block_until_ready()
 
-    for fn in (flax_step, torch_fwd_bwd, torch_fwd_bwd_adam, matmul, flax_backbone, flax_step, torch_fwd_bwd,
-               flax_backbone):  # warm-up
+    for fn in (flax_step, torch_fwd_bwd, torch_fwd_bwd_adam, matmul, flax_backbone, flax_loss_grad, flax_step,
+               torch_fwd_bwd, flax_backbone, flax_loss_grad):  # warm-up
         fn()
-    times = {"flax": [], "torch": [], "torch_adam": [], "matmul": [], "flax_backbone": []}
+    times = {"flax": [], "torch": [], "torch_adam": [], "matmul": [], "flax_backbone": [], "flax_loss_grad": []}
     for _ in range(args.repeats):  # interleaved so background load hits both sides alike
         times["flax"].append(timed(flax_step))
         times["torch"].append(timed(torch_fwd_bwd))
         times["torch_adam"].append(timed(torch_fwd_bwd_adam))
         times["matmul"].append(timed(matmul))
         times["flax_backbone"].append(timed(flax_backbone))
+        times["flax_loss_grad"].append(timed(flax_loss_grad))
     med = {k: statistics.median(v) for k, v in times.items()}
 
     flops_shot = train_flops(ltx, vt, at, tt)
@@ -198,6 +215,7 @@ def main() -> None:
         "torch_fwd_bwd_ms_min": 1e3 * min(times["torch"]),
         "torch_fwd_bwd_adamw_ms": 1e3 * med["torch_adam"],
         "flax_backbone_fwd_bwd_ms": 1e3 * med["flax_backbone"],
+        "flax_loss_grad_ms": 1e3 * med["flax_loss_grad"],
         "ratio_backbone": med["flax_backbone"] / med["torch"],
         "ratio_per_shot": med["flax"] / args.shots / med["torch"],
         "ratio_per_shot_vs_adamw": med["flax"] / args.shots / med["torch_adam"],
@@ -226,6 +244,8 @@ def main() -> None:
           f"{res['flax_backbone_fwd_bwd_ms']:>9.0f}{(vt + at) / med['flax_backbone']:>9.0f}"
           f"{flops_shot / med['flax_backbone'] / 1e9:>9.1f}{flops_shot / med['flax_backbone'] / peak:>7.1%}"
           f"{res['ratio_backbone']:>7.2f}")
+    print(f"{'flax story loss + grads (no optim.)':<34}{res['flax_loss_grad_ms']:>9.0f}"
+          f"{res['flax_loss_grad_ms'] / args.shots:>9.0f}{'':>25}{res['flax_loss_grad_ms'] / args.shots / res['torch_fwd_bwd_ms']:>14.2f}")
     print(f"{'ltx-core fwd+bwd+AdamW, one shot':<34}{res['torch_fwd_bwd_adamw_ms']:>9.0f}")
     print(f"train FLOPs {res['train_flops_per_shot_G']:.2f} G/shot, {res['train_flops_step_G']:.2f} G/step; matmul peak "
           f"{res['matmul_peak_gflops']:.0f} GFLOP/s; min-of-runs ratio {res['ratio_per_shot_min']:.2f}")
