@@ -175,13 +175,21 @@ def worker(args) -> dict:
         t0 = time.perf_counter()
         compiled = lowered.compile()
         out["compile_s"] = time.perf_counter() - t0
+    out.update(compiled_memory(compiled))
+    out["total_s"] = time.perf_counter() - t_start
+    return out
+
+
+def compiled_memory(compiled) -> dict:
+    """XLA's `memory_analysis()` of a compiled program per device, in bytes (peak ≈ argument + output − alias +
+    temp), and this process's peak RSS."""
     ma = compiled.memory_analysis()
+    out = {}
     for f in ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes",
               "generated_code_size_in_bytes"):
         out[f.replace("_size_in_bytes", "_bytes")] = int(getattr(ma, f, 0) or 0)
     out["peak_bytes"] = out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] + out["temp_bytes"]
     out["maxrss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    out["total_s"] = time.perf_counter() - t_start
     return out
 
 

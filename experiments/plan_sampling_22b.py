@@ -30,20 +30,22 @@ import dataclasses
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from plan_22b import compiled_memory
+
 GiB = 1024**3
 PEAK_TFLOPS = 989.0  # H100 / H200 SXM, bf16 dense
 CANDIDATES = [
     # (name, mesh, rules)
-    ("8 devices: passes 4 × context 2", dict(data=4, fsdp=1, context=2, tensor=1), "fsdp_context"),
-    ("8 devices: fsdp 2 × context 4", dict(data=1, fsdp=2, context=4, tensor=1), "fsdp_context"),
-    ("64 devices: passes 4 × fsdp 2 × context 8", dict(data=4, fsdp=2, context=8, tensor=1), "fsdp_context"),
+    ("8 devices: passes 4 × context 2", {"data": 4, "fsdp": 1, "context": 2, "tensor": 1}, "fsdp_context"),
+    ("8 devices: fsdp 2 × context 4", {"data": 1, "fsdp": 2, "context": 4, "tensor": 1}, "fsdp_context"),
+    ("64 devices: passes 4 × fsdp 2 × context 8", {"data": 4, "fsdp": 2, "context": 8, "tensor": 1}, "fsdp_context"),
 ]
 
 
@@ -104,7 +106,7 @@ def worker(args) -> dict:
         n_frames=[[story.video_frames] * k], n_audio=[[story.audio_frames] * k],
     )
     # STG on block 28 of 48; a shallower plan (--layers, for trying the script) perturbs its last block instead
-    stg = lambda g: dataclasses.replace(g, stg_blocks=tuple(min(b, args.layers - 1) for b in g.stg_blocks))  # noqa: E731
+    stg = lambda g: dataclasses.replace(g, stg_blocks=tuple(min(b, args.layers - 1) for b in g.stg_blocks))
     sampling = SamplingConfig(SamplerConfig(steps=args.steps), video=stg(LTX23_VIDEO), audio=stg(LTX23_AUDIO))
     execution = ExecutionConfig(attention=args.attention, attention_chunk=args.chunk, dtype="bfloat16")
     passes = 4
@@ -123,11 +125,7 @@ def worker(args) -> dict:
         t0 = time.perf_counter()
         compiled = lowered.compile()
         out["compile_s"] = time.perf_counter() - t0
-    ma = compiled.memory_analysis()
-    for f in ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes"):
-        out[f.replace("_size_in_bytes", "_bytes")] = int(getattr(ma, f, 0) or 0)
-    out["peak_bytes"] = out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] + out["temp_bytes"]
-    out["maxrss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    out.update(compiled_memory(compiled))
     out["total_s"] = time.perf_counter() - t_start
     return out
 
@@ -138,7 +136,7 @@ def run_worker(name: str, mesh: dict, rules: str, args) -> dict:
            json.dumps(mesh), "--rules", rules, "--layers", str(args.layers), "--shots", str(args.shots),
            "--steps", str(args.steps), "--attention", args.attention, "--chunk", str(args.chunk)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout, check=False)
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith("RESULT "):
             return {"name": name, **json.loads(line[len("RESULT "):])}
@@ -153,7 +151,7 @@ def print_table(rows: list[dict], mfu: float) -> None:
             print(f"| {r['name']} | error: {r['error'][-300:]!r} |")
             continue
         m = r["mesh"]
-        g = lambda b: f"{b / GiB:.1f} GiB"  # noqa: E731
+        g = lambda b: f"{b / GiB:.1f} GiB"
         print(f"| {r['name']} | {m['data']}/{m['fsdp']}/{m['context']}/{m['tensor']} | {g(r['weight_bytes'])} | "
               f"{g(r['argument_bytes'])} | {g(r['temp_bytes'])} | {g(r['peak_bytes'])} | {r['compile_s']:.0f} s |")
     ok = [r for r in rows if "error" not in r]

@@ -4,7 +4,6 @@ out with a warning, never passed to a child."""
 from __future__ import annotations
 
 import pytest
-
 from helpers import xla_flags
 
 
