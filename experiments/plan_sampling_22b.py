@@ -43,6 +43,7 @@ GiB = 1024**3
 PEAK_TFLOPS = 989.0  # H100 / H200 SXM, bf16 dense
 CANDIDATES = [
     # (name, mesh, rules)
+    ("1 device (one H200)", {"data": 1, "fsdp": 1, "context": 1, "tensor": 1}, "default"),
     ("8 devices: passes 4 × context 2", {"data": 4, "fsdp": 1, "context": 2, "tensor": 1}, "fsdp_context"),
     ("8 devices: fsdp 2 × context 4", {"data": 1, "fsdp": 2, "context": 4, "tensor": 1}, "fsdp_context"),
     ("64 devices: passes 4 × fsdp 2 × context 8", {"data": 4, "fsdp": 2, "context": 8, "tensor": 1}, "fsdp_context"),
