@@ -31,8 +31,11 @@ import statistics
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+from bench_story import t2v_story  # noqa: E402
 
 
 def configs(layers: int, grid: tuple[int, int, int], shots: int):
@@ -50,21 +53,6 @@ def configs(layers: int, grid: tuple[int, int, int], shots: int):
     story = StoryConfig(max_shots=shots, video_frames=f, height=h, width=w, latent_channels=128,
                         audio_frames=4 * f, audio_channels=128, text_tokens=32, ref_audio_frames=8)
     return ltx, story
-
-
-def story_inputs(sc, k: int):
-    import numpy as np
-
-    from unityshots_jax.story.story_inputs import make_story_inputs
-
-    rng = np.random.default_rng(0)
-    return make_story_inputs(
-        sc, video_context=rng.standard_normal((1, k, sc.text_tokens, 512)).astype(np.float32),
-        audio_context=rng.standard_normal((1, k, sc.text_tokens, 256)).astype(np.float32),
-        context_mask=np.ones((1, k, sc.text_tokens), np.int32), modes=[["t2v"] * k],
-        cut_strength=[[0.0] + [0.4] * (k - 1)], boundary=[[0.5] * k],
-        n_frames=[[sc.video_frames] * k], n_audio=[[sc.audio_frames] * k],
-    )
 
 
 def shot_stream_inputs(model, inputs, sigma: float):
@@ -109,10 +97,6 @@ def plain_loop(graphdef, params, video, audio, steps: int):
     return xv, xa
 
 
-def load_average() -> float:
-    return os.getloadavg()[0]
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -130,12 +114,12 @@ def main(argv=None) -> dict:
     from unityshots_jax.story.shot_scan import SamplingConfig, generate_story
     from unityshots_jax.story.story_model import build_story_model
 
-    load_before = load_average()
+    load_before = os.getloadavg()[0]
     ltx, sc = configs(a.layers, tuple(int(x) for x in a.grid.split(",")), a.shots)
     model = build_story_model(ltx, sc, nnx.Rngs(0))
     graphdef, params = nnx.split(model)
     bb_graph, bb_params = nnx.split(model.backbone)
-    inputs = story_inputs(sc, a.shots)
+    inputs = t2v_story(sc, a.shots, video_dim=ltx.video.context_dim, audio_dim=ltx.audio.context_dim)
     key = jax.random.key(0)
     sampling, execution = SamplingConfig(SamplerConfig(steps=a.steps)), ExecutionConfig()
     video, audio = shot_stream_inputs(model, inputs, 0.5)
@@ -175,7 +159,7 @@ def main(argv=None) -> dict:
         "ms_per_step_min": {n: min(v) for n, v in times.items()},
         "ms_per_step_max": {n: max(v) for n, v in times.items()},
         "overhead_vs_forward": med["story"] / med["forward"] - 1, "overhead_vs_loop": med["story"] / med["loop"] - 1,
-        "compile_s": compile_s, "load_before": load_before, "load_after": load_average(),
+        "compile_s": compile_s, "load_before": load_before, "load_after": os.getloadavg()[0],
     }
     print(f"tokens per step: video {out['video_tokens']} (shot {out['shot_video_tokens']}), audio "
           f"{out['audio_tokens']}; {a.layers} layers, {a.shots} shots × {a.steps} steps, {a.repeats} rounds")

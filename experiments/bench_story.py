@@ -69,14 +69,27 @@ def configs(max_shots: int):
     return ltx, sc
 
 
-def shot_texts(sc, k: int, batch: int = 1, seed: int = 0):
+def shot_texts(sc, k: int, batch: int = 1, seed: int = 0, video_dim: int = 64, audio_dim: int = 32):
     """Per-shot text contexts (`[batch, k, S, D]`), identical for every method."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    vc = rng.standard_normal((batch, k, sc.text_tokens, 64)).astype(np.float32)
-    ac = rng.standard_normal((batch, k, sc.text_tokens, 32)).astype(np.float32)
+    vc = rng.standard_normal((batch, k, sc.text_tokens, video_dim)).astype(np.float32)
+    ac = rng.standard_normal((batch, k, sc.text_tokens, audio_dim)).astype(np.float32)
     return vc, ac, np.ones((batch, k, sc.text_tokens), np.int32)
+
+
+def t2v_story(sc, k: int, video_dim: int = 64, audio_dim: int = 32):
+    """`StoryInputs` of one k-shot T2V story: full-length shots, boundary 0.5, cut strength 0.4 after the first
+    (also used by bench_scan_step.py and plan_sampling_22b.py)."""
+    from unityshots_jax.story.story_inputs import make_story_inputs
+
+    vc, ac, cm = shot_texts(sc, k, video_dim=video_dim, audio_dim=audio_dim)
+    return make_story_inputs(
+        sc, video_context=vc, audio_context=ac, context_mask=cm, modes=[["t2v"] * k],
+        cut_strength=[[0.0] + [0.4] * (k - 1)], boundary=[[0.5] * k],
+        n_frames=[[sc.video_frames] * k], n_audio=[[sc.audio_frames] * k],
+    )
 
 
 # --------------------------------------------------------------------------------------------------- memory
@@ -197,7 +210,6 @@ def worker(method: str, k: int, steps: int, repeats: int) -> dict:
     from unityshots_jax.ltx.config import ExecutionConfig
     from unityshots_jax.ltx.sampler import SamplerConfig
     from unityshots_jax.story.shot_scan import SamplingConfig, generate_story
-    from unityshots_jax.story.story_inputs import make_story_inputs
     from unityshots_jax.story.story_model import build_story_model
 
     max_shots = k if method == "scan-k" else 9
@@ -209,11 +221,7 @@ def worker(method: str, k: int, steps: int, repeats: int) -> dict:
 
     if method in ("scan", "scan-k"):
         graphdef, params = nnx.split(model)
-        inputs = make_story_inputs(
-            sc, video_context=vc, audio_context=ac, context_mask=cm, modes=[["t2v"] * k],
-            cut_strength=[[0.0] + [0.4] * (k - 1)], boundary=[[0.5] * k],
-            n_frames=[[sc.video_frames] * k], n_audio=[[sc.audio_frames] * k],
-        )
+        inputs = t2v_story(sc, k)
         sampling = SamplingConfig(SamplerConfig(steps=steps))
         t = time.perf_counter()
         compiled = generate_story.lower(graphdef, params, inputs, key, sampling, ExecutionConfig()).compile()
@@ -275,7 +283,6 @@ def count_worker(method: str, shots: list[int], steps: int, repeats: int) -> dic
 
     from unityshots_jax.ltx.sampler import SamplerConfig
     from unityshots_jax.story.shot_scan import SamplingConfig, generate_story
-    from unityshots_jax.story.story_inputs import make_story_inputs
     from unityshots_jax.story.story_model import build_story_model
 
     ltx, sc = configs(9)
@@ -287,12 +294,7 @@ def count_worker(method: str, shots: list[int], steps: int, repeats: int) -> dic
         gen = generate_story
         graphdef, params = nnx.split(model)
         for k in shots:
-            vc, ac, cm = shot_texts(sc, k)
-            inputs = make_story_inputs(
-                sc, video_context=vc, audio_context=ac, context_mask=cm, modes=[["t2v"] * k],
-                cut_strength=[[0.0] + [0.4] * (k - 1)], boundary=[[0.5] * k],
-                n_frames=[[sc.video_frames] * k], n_audio=[[sc.audio_frames] * k],
-            )
+            inputs = t2v_story(sc, k)
             runs[k] = functools.partial(
                 lambda inputs: jax.block_until_ready(gen(graphdef, params, inputs, key, SamplingConfig(SamplerConfig(steps=steps)))),
                 inputs,

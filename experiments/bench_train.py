@@ -55,9 +55,9 @@ from unityshots_jax.sharding import build_mesh  # noqa: E402
 from unityshots_jax.story.story_config import StoryConfig  # noqa: E402
 from unityshots_jax.story.story_model import build_story_model  # noqa: E402
 from unityshots_jax.train.optimizer import OptimizerConfig  # noqa: E402
-from unityshots_jax.train.shots_forcing import LossConfig, to_device  # noqa: E402
+from unityshots_jax.train.shots_forcing import LossConfig, story_loss, to_device  # noqa: E402
 from unityshots_jax.train.train_step import (StepConfig, batch_sharding, init_train_state, make_train_step,  # noqa: E402
-                                             param_logical_axes, state_shardings)
+                                             model_params, param_logical_axes, state_shardings)
 
 THREADS = 2
 
@@ -154,9 +154,6 @@ def main() -> None:
 
     # ---- Flax Shots-Forcing loss and its gradients alone (no clipping, AdamW, EMA, metrics): splits the step's own
     # overhead into the story machinery (memory, gate, loss masking, shot scan) and the optimizer side
-    from unityshots_jax.train.shots_forcing import story_loss
-    from unityshots_jax.train.train_step import model_params
-
     def story_loss_only(trainable, frozen, batch, key):
         return story_loss(nnx.merge(graphdef, model_params(trainable, frozen, step_cfg)), batch, key, step_cfg.loss,
                           execution)

@@ -95,7 +95,7 @@ def worker(args) -> dict:
     from unityshots_jax.ltx.config import ExecutionConfig
     from configs import sharding_rules
     from unityshots_jax.ltx.flops import train_flops
-    from unityshots_jax.sharding import build_mesh, parse_rules, use_mesh
+    from unityshots_jax.sharding import build_mesh, parse_rules
     from unityshots_jax.story.story_config import StoryConfig
     from unityshots_jax.story.story_model import abstract_story_model
     from unityshots_jax.train.optimizer import OptimizerConfig
@@ -168,23 +168,25 @@ def worker(args) -> dict:
     replicated = NamedSharding(mesh, PartitionSpec())
     jitted = jax.jit(lambda s, b: train_step(s, b, graphdef, step_cfg), in_shardings=(state_sh, batch_sh),
                      out_shardings=(state_sh, replicated), donate_argnums=(0,))
-    with use_mesh(mesh, rules):
-        t0 = time.perf_counter()
-        lowered = jitted.lower(state_in, batch_in)
-        out["lower_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        compiled = lowered.compile()
-        out["compile_s"] = time.perf_counter() - t0
-    out.update(compiled_memory(compiled))
+    out.update(compile_and_measure(lambda: jitted.lower(state_in, batch_in), mesh, rules))
     out["total_s"] = time.perf_counter() - t_start
     return out
 
 
-def compiled_memory(compiled) -> dict:
-    """XLA's `memory_analysis()` of a compiled program per device, in bytes (peak ≈ argument + output − alias +
-    temp), and this process's peak RSS."""
-    ma = compiled.memory_analysis()
+def compile_and_measure(lower, mesh, rules) -> dict:
+    """`lower()` and compile under `mesh`: their times, XLA's `memory_analysis()` of the compiled program per
+    device in bytes (peak ≈ argument + output − alias + temp), and this process's peak RSS."""
+    from unityshots_jax.sharding import use_mesh
+
     out = {}
+    with use_mesh(mesh, rules):
+        t0 = time.perf_counter()
+        lowered = lower()
+        out["lower_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        compiled = lowered.compile()
+        out["compile_s"] = time.perf_counter() - t0
+    ma = compiled.memory_analysis()
     for f in ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes",
               "generated_code_size_in_bytes"):
         out[f.replace("_size_in_bytes", "_bytes")] = int(getattr(ma, f, 0) or 0)
@@ -200,12 +202,21 @@ def run_worker(mesh: dict, rules: str, remat: str, args) -> dict:
            "--rules", rules, "--remat", remat, "--layers", str(args.layers), "--shots", str(args.shots),
            "--attention", args.attention, "--chunk", str(args.chunk), "--text-tokens", str(args.text_tokens),
            "--platform", args.platform] + (["--remat-shots"] if args.remat_shots else [])
+    row = spawn_worker(cmd, args.timeout)
+    if "error" in row:
+        row.update(mesh=mesh, remat=remat, rules=rules)
+    return row
+
+
+def spawn_worker(cmd: list[str], timeout: float) -> dict:
+    """Run a `--worker` command line (repository on PYTHONPATH): its `RESULT {json}` row, or {"error": the tail of its
+    output}."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith("RESULT "):
             return json.loads(line[len("RESULT "):])
-    return {"error": (proc.stderr or proc.stdout)[-1500:], "mesh": mesh, "remat": remat, "rules": rules}
+    return {"error": (proc.stderr or proc.stdout)[-1500:]}
 
 
 def main() -> None:

@@ -30,14 +30,14 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from plan_22b import compiled_memory
+from bench_story import t2v_story
+from plan_22b import compile_and_measure, spawn_worker
 
 GiB = 1024**3
 PEAK_TFLOPS = 989.0  # H100 / H200 SXM, bf16 dense
@@ -56,7 +56,6 @@ def worker(args) -> dict:
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
     import jax.numpy as jnp
-    import numpy as np
     from flax import nnx
     from jax.sharding import NamedSharding
 
@@ -67,10 +66,9 @@ def worker(args) -> dict:
     from unityshots_jax.ltx.flops import forward_flops
     from unityshots_jax.ltx.sampler import SamplerConfig
     from unityshots_jax.ltx.sampling import LTX23_AUDIO, LTX23_VIDEO
-    from unityshots_jax.sharding import build_mesh, logical_to_spec, parse_rules, use_mesh
+    from unityshots_jax.sharding import build_mesh, logical_to_spec, parse_rules
     from unityshots_jax.story.shot_scan import SamplingConfig, generate_story
     from unityshots_jax.story.story_config import StoryConfig
-    from unityshots_jax.story.story_inputs import make_story_inputs
     from unityshots_jax.story.story_model import abstract_story_model
     from unityshots_jax.train.train_step import param_logical_axes
 
@@ -98,14 +96,7 @@ def worker(args) -> dict:
     n_params = sum(int(x.size) for x in jax.tree.leaves(params))
     weight_bytes = sum(2 * math.prod(x.sharding.shard_shape(x.shape)) for x in jax.tree.leaves(params))
 
-    rng = np.random.default_rng(0)
-    inputs = make_story_inputs(
-        story, video_context=rng.standard_normal((1, k, story.text_tokens, ltx.video.context_dim), np.float32),
-        audio_context=rng.standard_normal((1, k, story.text_tokens, ltx.audio.context_dim), np.float32),
-        context_mask=np.ones((1, k, story.text_tokens), np.int32), modes=[["t2v"] * k],
-        cut_strength=[[0.0] + [0.5] * (k - 1)], boundary=[[0.5] * k],
-        n_frames=[[story.video_frames] * k], n_audio=[[story.audio_frames] * k],
-    )
+    inputs = t2v_story(story, k, video_dim=ltx.video.context_dim, audio_dim=ltx.audio.context_dim)
     # STG on block 28 of 48; a shallower plan (--layers, for trying the script) perturbs its last block instead
     stg = lambda g: dataclasses.replace(g, stg_blocks=tuple(min(b, args.layers - 1) for b in g.stg_blocks))
     sampling = SamplingConfig(SamplerConfig(steps=args.steps), video=stg(LTX23_VIDEO), audio=stg(LTX23_AUDIO))
@@ -119,14 +110,8 @@ def worker(args) -> dict:
         "video_tokens": video_tokens, "audio_tokens": audio_tokens, "text_tokens": story.text_tokens,
         "passes": passes, "step_flops": step_flops, "story_flops": step_flops * args.steps * k,
     }
-    with use_mesh(mesh, rules):
-        t0 = time.perf_counter()
-        lowered = generate_story.lower(graphdef, params, inputs, jax.random.key(0), sampling, execution)
-        out["lower_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        compiled = lowered.compile()
-        out["compile_s"] = time.perf_counter() - t0
-    out.update(compiled_memory(compiled))
+    out.update(compile_and_measure(
+        lambda: generate_story.lower(graphdef, params, inputs, jax.random.key(0), sampling, execution), mesh, rules))
     out["total_s"] = time.perf_counter() - t_start
     return out
 
@@ -136,12 +121,10 @@ def run_worker(name: str, mesh: dict, rules: str, args) -> dict:
     cmd = ["nice", "-n", "10", sys.executable, __file__, "--worker", "--devices", str(devices), "--mesh",
            json.dumps(mesh), "--rules", rules, "--layers", str(args.layers), "--shots", str(args.shots),
            "--steps", str(args.steps), "--attention", args.attention, "--chunk", str(args.chunk)]
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout, check=False)
-    for line in proc.stdout.splitlines()[::-1]:
-        if line.startswith("RESULT "):
-            return {"name": name, **json.loads(line[len("RESULT "):])}
-    return {"name": name, "error": (proc.stderr or proc.stdout)[-1500:], "mesh": mesh}
+    row = {"name": name, **spawn_worker(cmd, args.timeout)}
+    if "error" in row:
+        row["mesh"] = mesh
+    return row
 
 
 def print_table(rows: list[dict], mfu: float) -> None:
