@@ -22,55 +22,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("ltx_core")
 
 from helpers.checkpoints import PREFIX, Spec, to_bf16
+from helpers.lora_files import NON_BLOCK, RANK, linear_weights, lora_targets, write_lora
 
 from unityshots_jax.checkpoint.ltx_convert import _export_tensors, convert, load_params, params_as
-from unityshots_jax.checkpoint.ltx_keys import CONNECTOR_PREFIXES
 from unityshots_jax.checkpoint.ltx_lora import LoraFile, merge_lora, merge_loras, read_lora
 from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile, write_safetensors
-
-RANK = 4
-# outside the blocks: patchify / output projections and an AdaLN linear (the block weights are all adapted)
-NON_BLOCK = ("patchify_proj", "audio_patchify_proj", "proj_out", "audio_proj_out", "adaln_single.linear",
-             "audio_adaln_single.emb.timestep_embedder.linear_1")
-
-
-def _linear_weights(path: str) -> dict[str, tuple[int, int]]:
-    """{module: (out, in)} of the transformer's Linear weights in an official checkpoint (2-D `.weight` tensors)."""
-    file = SafetensorsFile(path)
-    out = {}
-    names = file.keys()
-    for key in names:
-        if key.startswith(PREFIX) and not key.startswith(CONNECTOR_PREFIXES) and key.endswith(".weight"):
-            shape = file.info(key)[1]
-            if len(shape) == 2:
-                out[key[len(PREFIX):-len(".weight")]] = shape
-    return out
-
-
-def _lora_targets(weights: dict) -> dict[str, tuple[int, int]]:
-    """Every block Linear (gate logits only in layer 1: a layer the file leaves out) plus `NON_BLOCK`."""
-    keep = {}
-    for module, shape in weights.items():
-        if module.startswith("transformer_blocks."):
-            if "to_gate_logits" not in module or module.startswith("transformer_blocks.1."):
-                keep[module] = shape
-        elif module in NON_BLOCK:
-            keep[module] = shape
-    return keep
-
-
-def write_lora(path, targets: dict, seed: int, *, prefix: str = "diffusion_model.", ranks: dict | None = None,
-               add: dict | None = None) -> str:
-    """An official-layout bf16 LoRA: A `[rank, in]`, B `[out, rank]` ~ 0.2·N(0, 1) per module of `targets`."""
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    for module, (out, fan_in) in targets.items():
-        r = (ranks or {}).get(module, RANK)
-        tensors[f"{prefix}{module}.lora_A.weight"] = (0.2 * rng.standard_normal((r, fan_in))).astype(ml_dtypes.bfloat16)
-        tensors[f"{prefix}{module}.lora_B.weight"] = (0.2 * rng.standard_normal((out, r))).astype(ml_dtypes.bfloat16)
-    tensors.update(add or {})
-    write_safetensors(str(path), tensors, {"format": "pt"})
-    return str(path)
 
 
 def ltx_core_transformer(src: str, loras: list[tuple[str, float]], dtype: str, *, registry: bool = False):
@@ -110,7 +66,7 @@ def base(checkpoint, tmp_path_factory):
     convert(src, str(root / "converted"), progress=False)
     cfg, tree = load_params(str(root / "converted"))
     config = json.loads(SafetensorsFile(src).metadata["config"])["transformer"]
-    return src, config, cfg, tree, _lora_targets(_linear_weights(src)), root
+    return src, config, cfg, tree, lora_targets(linear_weights(src)), root
 
 
 @pytest.fixture(scope="module")

@@ -15,31 +15,19 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from unityshots_jax.ltx import positions
 from unityshots_jax.story.story_config import StoryConfig
 
 
 def video_positions(frame_index: jnp.ndarray, cfg: StoryConfig) -> jnp.ndarray:
     """frame_index `[batch, frames]` (float) → positions `[batch, 3, frames·H·W, 2]` (seconds, px, px)."""
-    b, f = frame_index.shape
-    ts, sp = cfg.temporal_scale, cfg.spatial_scale
-    start = jnp.maximum(frame_index * ts + 1 - ts, 0.0) / cfg.fps
-    end = (frame_index * ts + 1) / cfg.fps
-    t = jnp.stack([start, end], -1)[:, :, None, None, :]
-    hh = jnp.arange(cfg.height, dtype=jnp.float32)[:, None] * sp
-    ww = jnp.arange(cfg.width, dtype=jnp.float32)[:, None] * sp
-    h = jnp.concatenate([hh, hh + sp], -1)[None, None, :, None, :]
-    w = jnp.concatenate([ww, ww + sp], -1)[None, None, None, :, :]
-    shape = (b, f, cfg.height, cfg.width, 2)
-    axes = [jnp.broadcast_to(a, shape).reshape(b, -1, 2) for a in (t, h, w)]
-    return jnp.stack(axes, axis=1).astype(jnp.float32)
+    return positions.video_positions(frame_index, cfg.height, cfg.width, fps=cfg.fps,
+                                     temporal_scale=cfg.temporal_scale, spatial_scale=cfg.spatial_scale)
 
 
 def audio_positions(latent_index: jnp.ndarray, cfg: StoryConfig) -> jnp.ndarray:
     """latent_index `[batch, frames]` → positions `[batch, 1, frames, 2]` in seconds (LTX audio latents)."""
-    d = cfg.audio_downsample
-    start = jnp.maximum(latent_index * d - (d - 1), 0.0) * cfg.audio_hop_seconds
-    end = jnp.maximum((latent_index + 1) * d - (d - 1), 0.0) * cfg.audio_hop_seconds
-    return jnp.stack([start, end], -1)[:, None].astype(jnp.float32)
+    return positions.audio_positions(latent_index, downsample=cfg.audio_downsample, hop_seconds=cfg.audio_hop_seconds)
 
 
 def sequence_frame_indices(n_frames: jnp.ndarray, cfg: StoryConfig) -> dict[str, jnp.ndarray]:
