@@ -328,6 +328,24 @@ def needed_passes(*streams: GuidanceParams) -> tuple[bool, bool, bool]:
     )
 
 
+def guidance_passes(video: GuidanceParams, audio: GuidanceParams) -> tuple[tuple[str, tuple], ...]:
+    """The transformer calls of one joint A/V step, in batch order: (name, perturbations) with names "cond",
+    "uncond" (negative prompt), "perturbed" (STG), "isolated" (modality isolation), as ltx-pipelines' multi-modal
+    guider runs them. The perturbed call skips the self-attention of only the streams whose STG is on (on their
+    `stg_blocks`); the isolated call skips A2V and V2A cross-attention in every block. Perturbations are
+    `(type, blocks or None for all)` pairs (`Perturbations.from_spec`)."""
+    uncond, perturbed, isolated = needed_passes(video, audio)
+    passes: list[tuple[str, tuple]] = [("cond", ())]
+    if uncond:
+        passes.append(("uncond", ()))
+    if perturbed:
+        skips = (("skip_video_self_attn", video), ("skip_audio_self_attn", audio))
+        passes.append(("perturbed", tuple((kind, tuple(p.stg_blocks)) for kind, p in skips if p.needs_perturbed)))
+    if isolated:
+        passes.append(("isolated", (("skip_a2v_cross_attn", None), ("skip_v2a_cross_attn", None))))
+    return tuple(passes)
+
+
 def joint_skip_step(*streams: GuidanceParams) -> int:
     """The `skip_step` of a joint A/V step: every stream's, which must agree.
 

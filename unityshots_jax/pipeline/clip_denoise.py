@@ -23,7 +23,7 @@ from unityshots_jax.ltx import positions
 from unityshots_jax.ltx.config import ExecutionConfig
 from unityshots_jax.ltx.inputs import Perturbations, StreamInput
 from unityshots_jax.ltx.sampler import denoise_loop
-from unityshots_jax.ltx.sampling import GuidanceParams, add_noise, joint_skip_step, needed_passes, to_denoised
+from unityshots_jax.ltx.sampling import GuidanceParams, add_noise, guidance_passes, joint_skip_step, to_denoised
 
 NO_GUIDANCE = GuidanceParams()
 DEFAULT_EXECUTION = ExecutionConfig()
@@ -80,24 +80,6 @@ def clip_positions(stage: ClipStage, batch: int, video_grid: tuple[int, int, int
     return video.astype(dtype).astype(jnp.float32), audio
 
 
-def _perturbation_spec(stage: ClipStage) -> tuple[list[str], list[tuple]]:
-    """Pass names in batch order and each pass's perturbations (ltx-pipelines' multi-modal guider calls)."""
-    uncond, perturbed, isolated = needed_passes(stage.video, stage.audio)
-    names, specs = ["cond"], [()]
-    if uncond:
-        names.append("uncond")
-        specs.append(())
-    if perturbed:  # only the streams whose STG is on are perturbed
-        names.append("perturbed")
-        specs.append(tuple(item for item, on in (
-            (("skip_video_self_attn", tuple(stage.video.stg_blocks)), stage.video.needs_perturbed),
-            (("skip_audio_self_attn", tuple(stage.audio.stg_blocks)), stage.audio.needs_perturbed)) if on))
-    if isolated:
-        names.append("isolated")
-        specs.append((("skip_a2v_cross_attn", None), ("skip_v2a_cross_attn", None)))
-    return names, specs
-
-
 def _tokens(x: jnp.ndarray) -> jnp.ndarray:
     """`[B, F, h, w, C]` → `[B, F·h·w, C]`."""
     return x.reshape(x.shape[0], -1, x.shape[-1])
@@ -112,7 +94,7 @@ def denoise_clip(graphdef: nnx.GraphDef, params: nnx.State, inputs: ClipInputs, 
     dtype = jnp.dtype(execution.dtype)
     b, f, h, w, c = inputs.video_start.shape
     fa = inputs.audio_start.shape[1]
-    names, specs = _perturbation_spec(stage)
+    names, specs = zip(*guidance_passes(stage.video, stage.audio))
     passes = len(names)
     perturbations = Perturbations.from_spec([s for s in specs for _ in range(b)], model.cfg.num_layers)
     rep = lambda x: jnp.concatenate([x] * passes, 0)

@@ -20,7 +20,7 @@ from flax import nnx
 from unityshots_jax.ltx.config import ExecutionConfig
 from unityshots_jax.ltx.inputs import Perturbations
 from unityshots_jax.ltx.sampler import SamplerConfig, denoise_loop
-from unityshots_jax.ltx.sampling import GuidanceParams, joint_skip_step, needed_passes, to_denoised
+from unityshots_jax.ltx.sampling import GuidanceParams, guidance_passes, joint_skip_step, to_denoised
 from unityshots_jax.story.shot_sequence import ShotConditioning, shot_video_mask, with_first_frame
 from unityshots_jax.story.story_inputs import StoryInputs
 from unityshots_jax.story.story_model import StoryModel, shot_velocity, zero_padding
@@ -68,28 +68,14 @@ class SamplingConfig:
 
 def _guidance_batch(model: StoryModel, inputs: StoryInputs, shot: ShotConditioning, sampling: SamplingConfig, batch: int):
     """The passes a step runs, stacked on the batch axis: (shot conditioning ×P, perturbations, pass names)."""
-    uncond, perturbed, isolated = needed_passes(sampling.video, sampling.audio)
-    layers = model.ltx_cfg.num_layers
-    names, shots, specs = ["cond"], [shot], [[()] * batch]
-    if uncond:
-        names.append("uncond")
-        shots.append(shot.replace(
-            video_context=inputs.negative_video_context,
-            audio_context=inputs.negative_audio_context,
-            context_mask=inputs.negative_context_mask,
-        ))
-        specs.append([()] * batch)
-    if perturbed:
-        names.append("perturbed")
-        shots.append(shot)
-        stg = [("skip_video_self_attn", sampling.video.stg_blocks), ("skip_audio_self_attn", sampling.audio.stg_blocks)]
-        specs.append([tuple((k, tuple(b)) for k, b in stg if b)] * batch)
-    if isolated:
-        names.append("isolated")
-        shots.append(shot)
-        specs.append([(("skip_a2v_cross_attn", None), ("skip_v2a_cross_attn", None))] * batch)
+    passes = guidance_passes(sampling.video, sampling.audio)
+    negative = shot.replace(video_context=inputs.negative_video_context, audio_context=inputs.negative_audio_context,
+                            context_mask=inputs.negative_context_mask)
+    names = [name for name, _ in passes]
+    shots = [negative if name == "uncond" else shot for name in names]
+    specs = [[perturbation] * batch for _, perturbation in passes]
     stacked = jax.tree.map(lambda *xs: jnp.concatenate(xs, 0), *shots)
-    perturbations = Perturbations.from_spec([s for group in specs for s in group], layers)
+    perturbations = Perturbations.from_spec([s for group in specs for s in group], model.ltx_cfg.num_layers)
     return stacked, perturbations, names
 
 
