@@ -78,13 +78,14 @@ def test_shot_scan_equals_python_loop_over_story_step():
     video, audio, final = shot_scan.generate_story(graphdef, params, inputs, key, GUIDED, EXEC)
 
     @jax.jit
-    def step(params, inputs, carry, shot):
-        return shot_scan.story_step(nnx.merge(graphdef, params), inputs, GUIDED, EXEC, carry, shot)
+    def step(params, inputs, carry, xs):
+        return shot_scan.story_step(nnx.merge(graphdef, params), inputs, GUIDED, EXEC, carry, xs)
 
     carry = (init_state(SC9, inputs.batch, jnp.float32), key)
     loop_v, loop_a = [], []
+    per_shot_refs = inputs.per_shot_refs()  # what the scan runs over beside the shots
     for i in range(SC9.max_shots):
-        carry, (v, a) = step(params, inputs, carry, shot_at(inputs, i))
+        carry, (v, a) = step(params, inputs, carry, (shot_at(inputs, i), jax.tree.map(lambda x, i=i: x[i], per_shot_refs)))
         loop_v.append(v)
         loop_a.append(a)
     loop_v, loop_a = jnp.stack(loop_v), jnp.stack(loop_a)
@@ -97,7 +98,8 @@ def test_shot_scan_equals_python_loop_over_story_step():
     np.testing.assert_allclose(loop_a, audio, rtol=0, atol=1e-5 * max(1.0, float(jnp.abs(audio).max())))
     state = carry[0]
     for name in ("ltm", "tail", "prev_pool"):
-        np.testing.assert_allclose(getattr(state, name), getattr(final, name), rtol=0, atol=1e-5)
+        scale = max(1.0, float(jnp.abs(getattr(final, name)).max()))  # float32 noise grows with the values (~8)
+        np.testing.assert_allclose(getattr(state, name), getattr(final, name), rtol=0, atol=1e-5 * scale)
     np.testing.assert_array_equal(final.shots_done, [k])
     np.testing.assert_array_equal(state.shots_done, [k])
     # padding shots and padded frames / audio are exactly zero; an I2V shot keeps its first frame

@@ -2,8 +2,11 @@
 
 Every per-shot array has a leading shot axis k; `stack_stories` batches stories of equal k into `StoryInputs`.
 Checks name the story field: a duration the model cannot hold (`shots[2].duration`), a reference file of the
-wrong kind, too many shots for the model. References: the first character with a reference image gives the
-identity reference (used by r2v shots), the first with a reference voice gives the speaker reference.
+wrong kind, too many shots for the model. References: each character's portrait and voice are encoded once, and
+every shot carries the portrait and voice of the characters it is bound to (`character_binding.reference_owners`:
+an r2v shot its subject's portrait, a shot with dialogue its speaker's voice). When every shot of every story in a
+batch carries the same references (one character, say), `stack_stories` gives the sampler story-level references,
+exactly the inputs a one-reference story always had; otherwise per-shot references (`StoryInputs.shot_refs`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import math
 import numpy as np
 
 from unityshots_jax.codecs.base import CodecBundle
+from unityshots_jax.prompt.character_binding import reference_owners
 from unityshots_jax.prompt.story_prompt import StoryPrompt, StoryPromptError, compose_shot_texts, cut_strengths
+from unityshots_jax.story.shot_sequence import References
 from unityshots_jax.story.story_codecs import audio_hop
 from unityshots_jax.story.story_config import StoryConfig
 from unityshots_jax.story.story_inputs import StoryInputs, make_story_inputs
@@ -24,7 +29,9 @@ from unityshots_jax.story.story_inputs import StoryInputs, make_story_inputs
 class PreparedStory:
     """texts: per shot; video_context `[k, S, Dv]`, audio_context `[k, S, Da]`, context_mask `[k, S]`, modes `[k]`,
     cut_strength `[k]`, n_frames `[k]` latent frames, n_audio `[k]` audio latent frames, first_frame
-    `[k, h, w, C]`, ref_image `[R, h, w, C]` or None, ref_audio `[Fr, Ca]` + ref_audio_mask `[Fr]` or None;
+    `[k, h, w, C]`; each shot's references: shot_ref_image `[k, R, h, w, C]` with shot_ref_image_valid `[k]`
+    (0: the shot has no portrait, zeros), shot_ref_audio `[k, Fr, Ca]` with shot_ref_audio_mask `[k, Fr]` (all 0:
+    no voice); ref_owners: per shot, the names of the characters whose (portrait, voice) it carries (None: none);
     durations `[k]` seconds; truncated: shots whose text was longer than the encoder keeps."""
 
     texts: tuple[str, ...]
@@ -36,9 +43,11 @@ class PreparedStory:
     n_frames: np.ndarray
     n_audio: np.ndarray
     first_frame: np.ndarray
-    ref_image: np.ndarray | None
-    ref_audio: np.ndarray | None
-    ref_audio_mask: np.ndarray | None
+    shot_ref_image: np.ndarray
+    shot_ref_image_valid: np.ndarray
+    shot_ref_audio: np.ndarray
+    shot_ref_audio_mask: np.ndarray
+    ref_owners: tuple[tuple[str | None, str | None], ...]
     durations: tuple[float, ...]
     truncated: tuple[int, ...]
 
@@ -77,6 +86,47 @@ def _image_latent(path, codecs: CodecBundle) -> np.ndarray:
     return codecs.video.encode(np.repeat(frame[None], codecs.video.temporal_scale, 0))[0]
 
 
+def _voice_latent(prompt: StoryPrompt, index: int, cfg: StoryConfig, codecs: CodecBundle) -> tuple[np.ndarray, np.ndarray]:
+    """Character `index`'s reference voice → (audio latents `[Fr, Ca]`, mask `[Fr]`): the clip's first Fr latent
+    frames, zero-padded and masked beyond its length."""
+    from unityshots_jax.media.media_files import load_audio
+
+    hop = audio_hop(codecs)
+    wave = load_audio(prompt.characters[index].reference_voice, codecs.audio.sample_rate)[:, None]
+    wave = np.repeat(wave, codecs.audio.channels, 1)  # mono file → the codec's channels
+    frames = min(len(wave) // hop, cfg.ref_audio_frames)
+    if frames < 1:
+        raise _error(prompt, f"characters[{index}].reference_voice", f"shorter than one audio latent frame ({hop} samples)")
+    audio = np.zeros((cfg.ref_audio_frames, cfg.audio_channels), np.float32)
+    audio[:frames] = codecs.audio.encode(wave[: frames * hop])
+    return audio, (np.arange(cfg.ref_audio_frames) < frames).astype(np.float32)
+
+
+def _shot_references(prompt: StoryPrompt, cfg: StoryConfig, codecs: CodecBundle) -> dict:
+    """Each shot's references as `PreparedStory` fields (shot_ref_image `[k, R, h, w, C]`, shot_ref_image_valid
+    `[k]`, shot_ref_audio `[k, Fr, Ca]`, shot_ref_audio_mask `[k, Fr]`, ref_owners); every portrait and voice a
+    shot uses is encoded once."""
+    k = len(prompt.shots)
+    owners = reference_owners(prompt)
+    index = {c.name: i for i, c in enumerate(prompt.characters)}
+    image = np.zeros((k, cfg.ref_image_frames, cfg.height, cfg.width, cfg.latent_channels), np.float32)
+    audio = np.zeros((k, cfg.ref_audio_frames, cfg.audio_channels), np.float32)
+    image_valid, audio_mask = np.zeros((k,), np.float32), np.zeros((k, cfg.ref_audio_frames), np.float32)
+    portraits: dict[str, np.ndarray] = {}
+    voices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for i, (portrait, voice) in enumerate(owners):
+        if portrait is not None:
+            if portrait not in portraits:
+                portraits[portrait] = _image_latent(prompt.characters[index[portrait]].reference_image, codecs)
+            image[i], image_valid[i] = portraits[portrait][None], 1.0  # the portrait held for R latent frames
+        if voice is not None:
+            if voice not in voices:
+                voices[voice] = _voice_latent(prompt, index[voice], cfg, codecs)
+            audio[i], audio_mask[i] = voices[voice]
+    return {"shot_ref_image": image, "shot_ref_image_valid": image_valid, "shot_ref_audio": audio,
+            "shot_ref_audio_mask": audio_mask, "ref_owners": owners}
+
+
 def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: CodecBundle, *, cut_strength: float | None = None) -> PreparedStory:
     """The conditioning of `prompt` for a model of story config `cfg` (see `PreparedStory`)."""
     k = len(prompt.shots)
@@ -90,55 +140,44 @@ def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: CodecBundle, *,
     for i, shot in enumerate(prompt.shots):
         if shot.first_frame is not None:
             first[i] = _image_latent(shot.first_frame, codecs)
-    ref_image = ref_audio = ref_mask = None
-    with_image = [c for c in prompt.characters if c.reference_image is not None]
-    if with_image:
-        ref_image = np.repeat(_image_latent(with_image[0].reference_image, codecs)[None], cfg.ref_image_frames, 0)
-    with_voice = [c for c in prompt.characters if c.reference_voice is not None]
-    if with_voice:
-        from unityshots_jax.media.media_files import load_audio
-
-        hop = audio_hop(codecs)
-        wave = load_audio(with_voice[0].reference_voice, codecs.audio.sample_rate)[:, None]
-        wave = np.repeat(wave, codecs.audio.channels, 1)  # mono file → the codec's channels
-        frames = min(len(wave) // hop, cfg.ref_audio_frames)
-        if frames < 1:
-            i = prompt.characters.index(with_voice[0])
-            raise _error(prompt, f"characters[{i}].reference_voice", f"shorter than one audio latent frame ({hop} samples)")
-        ref_audio = np.zeros((cfg.ref_audio_frames, cfg.audio_channels), np.float32)
-        ref_audio[:frames] = codecs.audio.encode(wave[: frames * hop])
-        ref_mask = (np.arange(cfg.ref_audio_frames) < frames).astype(np.float32)
+    refs = _shot_references(prompt, cfg, codecs)
     return PreparedStory(
         texts=tuple(texts), video_context=contexts.video, audio_context=contexts.audio, context_mask=contexts.mask,
         modes=np.asarray([s.mode for s in prompt.shots]),
         cut_strength=np.asarray(cut_strengths(prompt, cfg.cut_priors, cut_strength), np.float32),
-        n_frames=n_frames, n_audio=n_audio, first_frame=first, ref_image=ref_image, ref_audio=ref_audio,
-        ref_audio_mask=ref_mask, durations=tuple(s.duration for s in prompt.shots),
+        n_frames=n_frames, n_audio=n_audio, first_frame=first, **refs, durations=tuple(s.duration for s in prompt.shots),
         truncated=tuple(i for i, t in enumerate(texts) if codecs.text.truncated(t)),
     )  # fmt: skip
 
 
 def stack_stories(stories: list[PreparedStory], cfg: StoryConfig, codecs: CodecBundle) -> StoryInputs:
-    """Stories of equal shot count → batched, padded `StoryInputs` (missing references are zeros, masked)."""
+    """Stories of equal shot count → batched, padded `StoryInputs` (missing references are zeros, masked; per-shot
+    references only when some story's shots differ in them, see `_stacked_references`)."""
     if len({s.num_shots for s in stories}) != 1:
         raise ValueError("stack_stories: every story in a batch needs the same number of shots")
     stack = lambda name: np.stack([getattr(s, name) for s in stories])  # noqa: E731
-    has_image = [s.ref_image is not None for s in stories]
-    has_voice = [s.ref_audio is not None for s in stories]
-    ref_image = None
-    if any(has_image):
-        zero = np.zeros((cfg.ref_image_frames, cfg.height, cfg.width, cfg.latent_channels), np.float32)
-        ref_image = np.stack([s.ref_image if s.ref_image is not None else zero for s in stories])
-    ref_audio = ref_mask = None
-    if any(has_voice):
-        ref_audio = np.stack([s.ref_audio if s.ref_audio is not None else np.zeros((cfg.ref_audio_frames, cfg.audio_channels), np.float32) for s in stories])
-        ref_mask = np.stack([s.ref_audio_mask if s.ref_audio_mask is not None else np.zeros((cfg.ref_audio_frames,), np.float32) for s in stories])
+    refs = _stacked_references(stories)
     negative = codecs.text.encode([""])
     b = len(stories)
     return make_story_inputs(
         cfg, video_context=stack("video_context"), audio_context=stack("audio_context"), context_mask=stack("context_mask"),
         modes=stack("modes"), cut_strength=stack("cut_strength"), n_frames=stack("n_frames"), n_audio=stack("n_audio"),
-        first_frame=stack("first_frame"), ref_image=ref_image, ref_audio=ref_audio, ref_audio_mask=ref_mask,
+        first_frame=stack("first_frame"), **refs,
         negative_video_context=np.repeat(negative.video, b, 0), negative_audio_context=np.repeat(negative.audio, b, 0),
         negative_context_mask=np.repeat(negative.mask, b, 0),
     )  # fmt: skip
+
+
+def _stacked_references(stories: list[PreparedStory]) -> dict:
+    """The references of a batch of stories as `make_story_inputs` arguments: story-level (ref_image
+    `[B, R, h, w, C]` or None, ref_audio `[B, Fr, Ca]` + ref_audio_mask `[B, Fr]` or None) when every story's shots
+    all carry the same references, else `shot_refs` (`References` of `[B, k, …]` arrays)."""
+    per_shot = References(*(np.stack([getattr(s, f"shot_ref_{name}") for s in stories])
+                            for name in ("image", "image_valid", "audio", "audio_mask")))
+    if not all(np.array_equal(x, np.broadcast_to(x[:, :1], x.shape)) for x in (per_shot.image, per_shot.image_valid,
+                                                                               per_shot.audio, per_shot.audio_mask)):
+        return {"shot_refs": per_shot}
+    has_image, has_voice = per_shot.image_valid.any(), per_shot.audio_mask.any()
+    return {"ref_image": per_shot.image[:, 0] if has_image else None,
+            "ref_audio": per_shot.audio[:, 0] if has_voice else None,
+            "ref_audio_mask": per_shot.audio_mask[:, 0] if has_voice else None}

@@ -1,7 +1,8 @@
 """The story prompt format: a YAML or JSON story file validated into frozen dataclasses.
 
 A story holds a global caption, optional characters (each with an optional reference portrait and voice) and
-1..MAX_SHOTS shots (duration, caption, dialogue, transition, boundary strength, mode, first frame). Validation
+1..MAX_SHOTS shots (duration, caption, dialogue and its speaker, transition, boundary strength, mode, first frame,
+subject). Each shot is bound to the characters whose references it uses (`character_binding`). Validation
 reports exactly one problem, the first in document order, as a `StoryPromptError` whose `field` is a path such as
 `shots[2].duration`. The format, the caption composition rule and the error style are in docs/story_format.md.
 """
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from unityshots_jax.prompt.character_binding import CastMember, bind_speaker, bind_subject, cast_of
 from unityshots_jax.story.cut_prior import CUT_ALIASES, canonical_cut, cut_strength
 
 FORMAT_VERSION = 1
@@ -52,16 +54,21 @@ class Character:
 
 @dataclasses.dataclass(frozen=True)
 class Shot:
-    """A shot: `duration` (s), `caption`, `dialogue`, canonical `transition` ("FIRST" / "CONTINUE" / "HARD"),
-    `boundary_strength` (τ override or None), `mode` ("t2v" / "i2v" / "r2v"), `first_frame` (absolute, i2v only)."""
+    """A shot: `duration` (s), `caption`, `dialogue`, `speaker` (the character whose voice speaks the dialogue,
+    as the character spells its name; None without dialogue or voices), canonical `transition` ("FIRST" /
+    "CONTINUE" / "HARD"), `boundary_strength` (τ override or None), `mode` ("t2v" / "i2v" / "r2v"), `first_frame`
+    (absolute, i2v only), `subject` (the character whose portrait an r2v shot uses; None if not written and not
+    r2v). `speaker` and `subject` hold the defaults of `character_binding` when the file omits them."""
 
     duration: float
     caption: str
     dialogue: str | None = None
+    speaker: str | None = None
     transition: str = "HARD"
     boundary_strength: float | None = None
     mode: str = "t2v"
     first_frame: Path | None = None
+    subject: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,10 +139,12 @@ class _RawShot(BaseModel):
     duration: _Duration
     caption: _Text
     dialogue: str | None = None
+    speaker: _Name | None = None
     transition: _Transition | None = None
     boundary_strength: _Unit | None = None
     mode: _Mode | None = None
     first_frame: _Text | None = None
+    subject: _Name | None = None
 
 
 class _RawStory(BaseModel):
@@ -199,12 +208,38 @@ def _entries(data: dict, group: str) -> list[tuple[int, dict]]:
     return [(i, entry) for i, entry in enumerate(items) if isinstance(entry, dict)] if isinstance(items, list) else []
 
 
+def _written_name(entry: dict, field: str) -> tuple[bool, str | None]:
+    """(usable, name) of an optional name field of a raw entry: (True, None) when omitted or null, (True, name)
+    when a valid one-word name, (False, None) when invalid (its field error is reported instead)."""
+    value = entry.get(field)
+    if value is None:
+        return True, None
+    name = value.strip() if isinstance(value, str) else ""
+    return (True, name) if NAME_PATTERN.fullmatch(name) else (False, None)
+
+
+def _binding_errors(entry: dict, i: int, cast: dict[str, CastMember]) -> list[tuple[tuple, str]]:
+    """The speaker / subject problems of raw shot `i` (`character_binding`)."""
+    errors: list[tuple[tuple, str]] = []
+    dialogue = entry.get("dialogue")
+    usable, speaker = _written_name(entry, "speaker")
+    if usable:
+        problem = bind_speaker(cast, speaker, dialogue=isinstance(dialogue, str) and bool(dialogue.strip()))[1]
+        errors += [(("shots", i, "speaker"), problem)] if problem else []
+    usable, subject = _written_name(entry, "subject")
+    mode = _mode_or_none(entry.get("mode"))
+    if usable and mode is not None:
+        problem = bind_subject(cast, subject, r2v=mode == "r2v")[1]
+        errors += [(("shots", i, problem[0]), problem[1])] if problem else []
+    return errors
+
+
 def _cross_errors(data: dict) -> list[tuple[tuple, str]]:
     """Problems that involve more than one field or entry, found on the raw data (entries whose own fields are
     invalid are skipped here: their field errors are reported instead)."""
     errors: list[tuple[tuple, str]] = []
     seen: dict[str, int] = {}
-    has_portrait = False
+    members: list[CastMember] = []
     for i, character in _entries(data, "characters"):
         name = character.get("name")
         key = name.strip() if isinstance(name, str) else ""
@@ -212,7 +247,10 @@ def _cross_errors(data: dict) -> list[tuple[tuple, str]]:
             reason = f"duplicate name {key!r} (characters[{seen[key.lower()]}], ignoring case)"
             errors.append((("characters", i, "name"), reason))
         seen.setdefault(key.lower(), i)
-        has_portrait |= character.get("reference_image") is not None
+        if NAME_PATTERN.fullmatch(key):
+            members.append(CastMember(key, character.get("reference_image") is not None,
+                                      character.get("reference_voice") is not None))
+    cast = cast_of(members)
     for i, shot in _entries(data, "shots"):
         cut = _cut_or_none(shot.get("transition"))
         if cut is not None and (cut == "FIRST") != (i == 0):
@@ -223,8 +261,7 @@ def _cross_errors(data: dict) -> list[tuple[tuple, str]]:
         if mode is not None and (mode == "i2v") != has_frame:
             reason = "required when mode is i2v" if mode == "i2v" else f"allowed only when mode is i2v (mode is {mode})"
             errors.append((("shots", i, "first_frame"), reason))
-        if mode == "r2v" and not has_portrait:
-            errors.append((("shots", i, "mode"), "r2v needs a character with a reference_image"))
+        errors += _binding_errors(shot, i, cast)
     return errors
 
 
@@ -300,12 +337,18 @@ def parse_story_prompt(data: dict, *, source: str = "<story>", base_dir: Path | 
     characters = tuple(
         Character(c.name, c.description, _resolve(c.reference_image, base_dir), _resolve(c.reference_voice, base_dir))
         for c in raw.characters or ())
-    shots = tuple(
-        Shot(duration=s.duration, caption=s.caption, dialogue=(s.dialogue or "").strip() or None,
-             transition=s.transition or ("FIRST" if i == 0 else "HARD"), boundary_strength=s.boundary_strength,
-             mode=s.mode or "t2v", first_frame=_resolve(s.first_frame, base_dir))
-        for i, s in enumerate(raw.shots))
-    return StoryPrompt(raw.caption, (raw.negative_caption or "").strip(), characters, shots)
+    cast = cast_of([CastMember(c.name, c.reference_image is not None, c.reference_voice is not None)
+                    for c in characters])
+    shots = []
+    for i, s in enumerate(raw.shots):
+        dialogue, mode = (s.dialogue or "").strip() or None, s.mode or "t2v"
+        shots.append(Shot(
+            duration=s.duration, caption=s.caption, dialogue=dialogue,
+            speaker=bind_speaker(cast, s.speaker, dialogue=dialogue is not None)[0],
+            transition=s.transition or ("FIRST" if i == 0 else "HARD"), boundary_strength=s.boundary_strength,
+            mode=mode, first_frame=_resolve(s.first_frame, base_dir),
+            subject=bind_subject(cast, s.subject, r2v=mode == "r2v")[0]))
+    return StoryPrompt(raw.caption, (raw.negative_caption or "").strip(), characters, tuple(shots))
 
 
 class _DuplicateKey(ValueError):
@@ -388,12 +431,16 @@ def compose_shot_texts(prompt: StoryPrompt) -> list[str]:
     Shot 0: "{caption}. {name} is {description}. … {shot caption}" (the global caption, every character introduced
     as "NAME is DESCRIPTION" in story order, then the shot's caption). Later shots: only their own caption; identity
     and setting come from the model's shot memory and the references, never restated. A shot with dialogue gets
-    ". speaking: {dialogue}" appended. In every part whitespace runs collapse to one space and trailing periods are
-    dropped; parts are joined by ". " (just " " after "!" or "?"), with no final period. Deterministic."""
+    ". speaking: {dialogue}" appended, or ". {speaker} speaking: {dialogue}" when the story has several characters
+    and the shot a speaker (with one character who speaks is not in doubt, and the text stays the one the toy world
+    trains on). In every part whitespace runs collapse to one space and trailing periods are dropped; parts are
+    joined by ". " (just " " after "!" or "?"), with no final period. Deterministic."""
     texts = []
     for i, shot in enumerate(prompt.shots):
         intro = [prompt.caption] + [f"{c.name} is {c.description}" for c in prompt.characters] if i == 0 else []
-        texts.append(_join(intro + [shot.caption] + ([f"speaking: {shot.dialogue}"] if shot.dialogue else [])))
+        named = shot.speaker is not None and len(prompt.characters) > 1
+        speech = [f"{shot.speaker + ' ' if named else ''}speaking: {shot.dialogue}"] if shot.dialogue else []
+        texts.append(_join(intro + [shot.caption] + speech))
     return texts
 
 

@@ -1,5 +1,7 @@
 """Generation: a `jax.lax.scan` over shots carrying the story state, a scan over denoising steps inside it.
 
+The scan runs over (shot conditioning, the shot's references): each shot attends to its own reference portrait and
+voice (`StoryInputs.per_shot_refs`: the story's references for every shot unless it binds shots to characters).
 Per shot: write the LTM for the boundary entering it, draw noise, run the denoising loop (`ltx.sampler.denoise_loop`:
 solver and schedule from `SamplingConfig.sampler`) with the reference's multimodal guidance (CFG, STG, modality
 isolation, rescale, skip_step; the passes a step needs run as one batch), re-impose the I2V first frame after every
@@ -21,7 +23,7 @@ from unityshots_jax.ltx.config import ExecutionConfig
 from unityshots_jax.ltx.inputs import Perturbations
 from unityshots_jax.ltx.sampler import SamplerConfig, denoise_loop
 from unityshots_jax.ltx.sampling import GuidanceParams, guidance_passes, joint_skip_step, to_denoised
-from unityshots_jax.story.shot_sequence import ShotConditioning, shot_video_mask, with_first_frame
+from unityshots_jax.story.shot_sequence import References, ShotConditioning, shot_video_mask, with_first_frame
 from unityshots_jax.story.story_inputs import StoryInputs
 from unityshots_jax.story.story_model import StoryModel, shot_velocity, zero_padding
 from unityshots_jax.story.story_state import StoryState, enter_shot, finish_shot, init_state
@@ -83,12 +85,17 @@ def denoise_shot(
     model: StoryModel,
     inputs: StoryInputs,
     shot: ShotConditioning,
+    refs: References,
     state: StoryState,
     key: jax.Array,
     sampling: SamplingConfig,
     execution: ExecutionConfig,
 ) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """One shot from noise: clean video `[batch, F, H, W, C]` and audio `[batch, Fa, Ca]` latents."""
+    """One shot from noise: clean video `[batch, F, H, W, C]` and audio `[batch, Fa, Ca]` latents.
+
+    shot: the shot's conditioning (`ShotConditioning` fields `[batch, …]`); refs: the shot's references (image
+    `[batch, R, H, W, C]`, image_valid `[batch]`, audio `[batch, Fr, Ca]`, audio_mask `[batch, Fr]`); inputs: the
+    story, for its negative prompt."""
     cfg = model.story_cfg
     b = shot.mode.shape[0]
     dtype = jnp.dtype(execution.dtype)
@@ -100,7 +107,7 @@ def denoise_shot(
     stacked, perturbations, names = _guidance_batch(model, inputs, shot, sampling, b)
     passes = len(names)
     rep = lambda x: jnp.concatenate([x] * passes, 0)  # noqa: E731  every pass of a step in one batch
-    refs, state_p, masks = jax.tree.map(rep, inputs.refs), jax.tree.map(rep, state), rep(mask)
+    refs, state_p, masks = jax.tree.map(rep, refs), jax.tree.map(rep, state), rep(mask)
 
     def guided(x, sigma, _step):
         xv, xa = x
@@ -121,13 +128,15 @@ def denoise_shot(
 
 
 def story_step(model, inputs, sampling, execution, carry, xs):
-    """One shot of the story scan: (state, key), shot → (state, key), (video, audio).
+    """One shot of the story scan: (state, key), (shot, refs) → (state, key), (video, audio).
 
-    A shot that no story in the batch has (padding up to max_shots) is skipped with `lax.cond`: the state passes
-    through and the outputs are zeros, so a 3-shot story costs 3 shots, not max_shots.
+    xs: the shot's conditioning (`ShotConditioning` fields `[batch, …]`) and its references (`References` fields
+    `[batch, …]`), one slice of (`inputs.shots`, `inputs.per_shot_refs()`). A shot that no story in the batch has
+    (padding up to max_shots) is skipped with `lax.cond`: the state passes through and the outputs are zeros, so a
+    3-shot story costs 3 shots, not max_shots.
     """
     state, key = carry
-    shot = xs
+    shot, refs = xs
     key, sub = jax.random.split(key)
     cfg = model.story_cfg
     b = shot.mode.shape[0]
@@ -135,7 +144,7 @@ def story_step(model, inputs, sampling, execution, carry, xs):
 
     def run(state):
         state = enter_shot(state, shot.boundary, shot.valid, cfg)
-        video, audio = denoise_shot(model, inputs, shot, state, sub, sampling, execution)
+        video, audio = denoise_shot(model, inputs, shot, refs, state, sub, sampling, execution)
         video, audio = zero_padding(video, audio, shot, cfg)
         return finish_shot(state, video, shot.n_frames, shot.valid, cfg), (video, audio)
 
@@ -158,9 +167,11 @@ def generate_story(
     execution: ExecutionConfig = ExecutionConfig(),
 ) -> tuple[jnp.ndarray, jnp.ndarray, StoryState]:
     """All shots: video `[shots, batch, F, H, W, C]`, audio `[shots, batch, Fa, Ca]` (padding shots and
-    frames are zero), and the final story state. Pure and jitted; one compilation per shape configuration."""
+    frames are zero), and the final story state. Each shot uses its own references (`inputs.shot_refs`) or, when
+    None, the story's (`inputs.refs`, the same for every shot). Pure and jitted; one compilation per shape
+    configuration (and per whether `shot_refs` is given)."""
     model = nnx.merge(graphdef, params)
     state = init_state(model.story_cfg, inputs.batch, jnp.dtype(execution.dtype))
     body = functools.partial(story_step, model, inputs, sampling, execution)
-    (state, _), (video, audio) = jax.lax.scan(body, (state, key), inputs.shots)
+    (state, _), (video, audio) = jax.lax.scan(body, (state, key), (inputs.shots, inputs.per_shot_refs()))
     return video, audio, state

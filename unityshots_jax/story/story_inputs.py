@@ -24,13 +24,18 @@ class StoryInputError(ValueError):
 @struct.dataclass
 class StoryInputs:
     """Every shot's conditioning with a leading shot axis (`ShotConditioning` fields `[shots, batch, …]`), the
-    references, and the negative prompt for classifier-free guidance (`[batch, text_tokens, dim]` each)."""
+    story's references (`References` fields `[batch, …]`), the negative prompt for classifier-free guidance
+    (`[batch, text_tokens, dim]` each), and optionally each shot's own references `shot_refs` (`References`
+    fields `[shots, batch, …]`: a story with several characters binds each shot to its subject's portrait and its
+    speaker's voice). `shot_refs` None means `refs` for every shot; when given, the sampler uses it instead of
+    `refs`. Training keeps story-level references."""
 
     shots: ShotConditioning
     refs: References
     negative_video_context: jnp.ndarray
     negative_audio_context: jnp.ndarray
     negative_context_mask: jnp.ndarray
+    shot_refs: References | None = None
 
     @property
     def num_shots(self) -> int:
@@ -39,6 +44,13 @@ class StoryInputs:
     @property
     def batch(self) -> int:
         return int(self.shots.mode.shape[1])
+
+    def per_shot_refs(self) -> References:
+        """Each shot's references, `References` fields `[shots, batch, …]`: `shot_refs`, or else `refs` repeated
+        for every shot."""
+        if self.shot_refs is not None:
+            return self.shot_refs
+        return jax.tree.map(lambda x: jnp.broadcast_to(x[None], (self.num_shots, *x.shape)), self.refs)
 
 
 def shot_padding(cfg: StoryConfig) -> dict[str, object]:
@@ -96,6 +108,7 @@ def make_story_inputs(
     negative_video_context=None,
     negative_audio_context=None,
     negative_context_mask=None,
+    shot_refs: References | None = None,
 ) -> StoryInputs:
     """Validate host arrays for k shots (batch first: `[batch, k, …]`) and pad them to `cfg.max_shots`.
 
@@ -104,7 +117,10 @@ def make_story_inputs(
     [0, 1] given directly, or else derived by Eq. 2 from `boundary_signals` {"s_vis", "s_aud", "s_beat"} (each
     `[batch, k]` in [0, 1]; missing signals count as present, 1) and τ; n_frames `[batch, k]` in [stm_frames, video_frames]; n_audio `[batch, k]` in [1, audio_frames];
     first_frame `[batch, k, H, W, C]` (required where a shot is I2V); ref_image `[batch, R, H, W, C]` (required
-    for R2V); ref_audio `[batch, Fr, Ca]` with ref_audio_mask `[batch, Fr]`; negative contexts like one shot's.
+    for R2V unless `shot_refs` is given); ref_audio `[batch, Fr, Ca]` with ref_audio_mask `[batch, Fr]`; negative
+    contexts like one shot's. shot_refs: each shot's own references as a `References` of host arrays, batch first
+    like the other per-shot fields: image `[batch, k, R, H, W, C]`, image_valid `[batch, k]` (0 / 1; 1 on every R2V
+    shot), audio `[batch, k, Fr, Ca]`, audio_mask `[batch, k, Fr]` (0 / 1); padded shots get zeros (invalid).
     Raises StoryInputError naming the field on any inconsistency.
     """
     vc = np.asarray(video_context)
@@ -127,7 +143,9 @@ def make_story_inputs(
             raise StoryInputError("first_frame: an i2v shot needs a first-frame latent")
         first_frame = np.zeros((b, k, *frame), np.float32)
     ff = _check_shape("first_frame", first_frame, (b, k, *frame)).astype(np.float32)
-    refs = _checked_references(cfg, ref_image, ref_audio, ref_audio_mask, b, needs_image=bool((md == MODES["r2v"]).any()))
+    r2v = bool((md == MODES["r2v"]).any()) and shot_refs is None
+    refs = _checked_references(cfg, ref_image, ref_audio, ref_audio_mask, b, needs_image=r2v)
+    per_shot_refs = None if shot_refs is None else _checked_shot_references(cfg, shot_refs, md)
     nvc = np.zeros_like(vc[:, 0]) if negative_video_context is None else negative_video_context
     nac = np.zeros_like(ac[:, 0]) if negative_audio_context is None else negative_audio_context
     ncm = np.ones_like(cm[:, 0]) if negative_context_mask is None else negative_context_mask
@@ -140,7 +158,8 @@ def make_story_inputs(
         mode=md, first_frame=ff, n_frames=nf, n_audio=na, cut_strength=tau, boundary=bnd, valid=np.ones((b, k), bool),
     )  # fmt: skip
     shots = ShotConditioning(**shots_first({name: pad_shots(name, arr, cfg, axis=1) for name, arr in per_shot.items()}))
-    return StoryInputs(shots, refs, jnp.asarray(nvc, jnp.float32), jnp.asarray(nac, jnp.float32), jnp.asarray(ncm, jnp.int32))
+    return StoryInputs(shots, refs, jnp.asarray(nvc, jnp.float32), jnp.asarray(nac, jnp.float32),
+                       jnp.asarray(ncm, jnp.int32), per_shot_refs)
 
 
 def _checked_modes(modes, shape: tuple[int, int]) -> np.ndarray:
@@ -207,3 +226,24 @@ def _checked_references(cfg: StoryConfig, ref_image, ref_audio, ref_audio_mask, 
         ref_audio_mask = np.ones((b, cfg.ref_audio_frames), np.float32)
     ram = _check_shape("ref_audio_mask", ref_audio_mask, (b, cfg.ref_audio_frames)).astype(np.float32)
     return References(jnp.asarray(ri), jnp.asarray(image_valid), jnp.asarray(ra), jnp.asarray(ram))
+
+
+def _checked_shot_references(cfg: StoryConfig, shot_refs: References, md: np.ndarray) -> References:
+    """Each shot's references (`References` of host arrays `[batch, k, …]`, see `make_story_inputs`) checked
+    against modes `md` `[batch, k]`, padded to `cfg.max_shots` with zeros (invalid) → `[shots, batch, …]`."""
+    if not isinstance(shot_refs, References):
+        raise StoryInputError(f"shot_refs: expected References of [batch, shots, …] arrays, got {type(shot_refs).__name__}")
+    b, k = md.shape
+    shapes = {"image": (b, k, cfg.ref_image_frames, cfg.height, cfg.width, cfg.latent_channels), "image_valid": (b, k),
+              "audio": (b, k, cfg.ref_audio_frames, cfg.audio_channels), "audio_mask": (b, k, cfg.ref_audio_frames)}
+    arrays = {}
+    for name, shape in shapes.items():
+        arrays[name] = _check_shape(f"shot_refs.{name}", getattr(shot_refs, name), shape).astype(np.float32)
+        if name in ("image_valid", "audio_mask") and not np.isin(arrays[name], (0.0, 1.0)).all():
+            raise StoryInputError(f"shot_refs.{name}: values must be 0 or 1")
+    missing = np.argwhere((md == MODES["r2v"]) & (arrays["image_valid"] == 0))
+    if len(missing):
+        story, shot = (int(x) for x in missing[0])
+        raise StoryInputError(f"shot_refs.image_valid: shot {shot} of story {story} is r2v but has no reference image")
+    padded = {name: pad_shots(f"shot_refs.{name}", arr, cfg, axis=1) for name, arr in arrays.items()}
+    return References(**shots_first(padded))
