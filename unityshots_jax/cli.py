@@ -99,8 +99,19 @@ def _cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
-def _cmd_generate(args: argparse.Namespace) -> int:
+LTX23_FLAGS = (("text_encoder", "files.text_encoder"), ("weights", "files.weights"), ("upsampler", "files.upsampler"),
+               ("distilled_lora", "files.distilled_lora"), ("pipeline", "pipeline"), ("memory", "memory"))
+
+
+def _wants_ltx23(args: argparse.Namespace, overrides: list[str]) -> bool:
+    return bool(args.config or overrides or any(getattr(args, flag) for flag, _ in LTX23_FLAGS))
+
+
+def _cmd_generate(args: argparse.Namespace, overrides: list[str] | None = None) -> int:
     import time
+
+    if _wants_ltx23(args, overrides or []):
+        return _generate_ltx23(args, overrides or [])
 
     from unityshots_jax.media.mp4_writer import encoded_size, plan_story_outputs
     from unityshots_jax.pipeline.generate import StoryGenerator, write_story
@@ -110,12 +121,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from unityshots_jax.train.package import load_trained_model
 
     outputs = plan_story_outputs(args.output, overwrite=args.overwrite)  # before any compute
-    if not 1 <= args.steps <= 1000:
-        raise _UsageError(f"--steps: {args.steps}; expected 1 to 1000")
-    if not 0 <= args.seed < 2**63:
-        raise _UsageError(f"--seed: {args.seed}; expected an integer from 0 to 2**63 - 1")
-    if args.cut_strength is not None and not 0.0 <= args.cut_strength <= 1.0:
-        raise _UsageError(f"--cut-strength: {args.cut_strength}; expected a value in [0, 1]")
+    _check_generate_numbers(args)
+    args.steps = 20 if args.steps is None else args.steps
     if args.guidance is not None and not 1.0 <= args.guidance <= 20.0:
         raise _UsageError(f"--guidance: {args.guidance}; expected 1 (off) to 20")
     prompt = load_story_prompt(args.story)
@@ -137,6 +144,76 @@ def _cmd_generate(args: argparse.Namespace) -> int:
           f"({media.frames.shape[2]}x{media.frames.shape[1]} upscaled) @ {media.fps:g} fps + audio {media.sample_rate} Hz "
           f"{'stereo' if channels == 2 else 'mono'}), {outputs.sidecar} and {outputs.sheet} in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def _generate_ltx23(args: argparse.Namespace, overrides: list[str]) -> int:
+    """`generate` on the real LTX-2.3 stack (configs/generate_ltx23.py, flags win over the file)."""
+    import time
+
+    from unityshots_jax.config_files import load_config
+    from unityshots_jax.media.mp4_writer import plan_story_outputs
+    from unityshots_jax.pipeline.generate import write_story
+    from unityshots_jax.pipeline.ltx23_plan import make_plan
+    from unityshots_jax.pipeline.ltx23_story import checkpoint_shape, peak_device_memory, read_plan_lora, run_ltx23_story
+    from unityshots_jax.prompt.story_prompt import load_story_prompt
+
+    outputs = plan_story_outputs(args.output, overwrite=args.overwrite)  # before any compute
+    _check_generate_numbers(args)
+    if args.guidance is not None:
+        raise _UsageError("--guidance is the toy models' one CFG scale; LTX-2.3 guides each stream: "
+                          "--config.guidance.video.cfg=3 --config.guidance.audio.cfg=7 (and .stg, .rescale, .modality)")
+    if not args.checkpoint:
+        raise _UsageError("--checkpoint is required with the LTX-2.3 stack: a directory converted from the official "
+                          "ltx-2.3-22b-*.safetensors (unityshots convert), or a story model trained from it")
+    config_path = args.config or os.path.join(_REPO_ROOT, "configs", "generate_ltx23.py")
+    cfg = load_config(config_path, overrides)
+    for flag, key in LTX23_FLAGS:
+        if getattr(args, flag):
+            node, leaf = (cfg.files, key.split(".")[1]) if key.startswith("files.") else (cfg, key)
+            node[leaf] = getattr(args, flag)
+    if args.steps is not None:
+        cfg.steps = args.steps
+    if cfg.get("distributed", False):
+        import jax
+
+        from unityshots_jax.train.distributed import initialize_args
+
+        jax.distributed.initialize(**initialize_args(cfg))
+    prompt = load_story_prompt(args.story)
+    layers, _, _ = checkpoint_shape(args.checkpoint)
+    plan = make_plan(cfg, args.checkpoint, layers)
+    lora = read_plan_lora(plan)  # a LoRA for another model is refused before any compute
+    print(f"unityshots generate: {plan.describe()}", flush=True)
+    t0 = time.perf_counter()
+    run = _interruptible(lambda: run_ltx23_story(plan, prompt, seed=args.seed, cut_strength=args.cut_strength,
+                                                 progress=not args.quiet, lora=lora))
+    media = run.media
+    if _process_index() != 0:  # every host computed its share; the first one writes the outputs
+        return 0
+    strengths = [float(b) for b in run.story.cut_strength] if args.cut_strength is not None else None
+    write_story(media, str(outputs.mp4), [s.caption for s in prompt.shots], [s.transition for s in prompt.shots],
+                strengths=strengths, overwrite=args.overwrite)
+    channels = 1 if media.audio.ndim == 1 else media.audio.shape[1]
+    print(f"wrote {outputs.mp4} ({len(prompt.shots)} shots, {len(media.frames) / media.fps:g} s, video "
+          f"{media.frames.shape[2]}x{media.frames.shape[1]} @ {media.fps:g} fps + audio {media.sample_rate} Hz "
+          f"{'stereo' if channels == 2 else 'mono'}), {outputs.sidecar} and {outputs.sheet} in "
+          f"{time.perf_counter() - t0:.1f} s; {plan.describe()}; {peak_device_memory()}")
+    return 0
+
+
+def _process_index() -> int:
+    import jax
+
+    return jax.process_index()
+
+
+def _check_generate_numbers(args: argparse.Namespace) -> None:
+    if args.steps is not None and not 1 <= args.steps <= 1000:
+        raise _UsageError(f"--steps: {args.steps}; expected 1 to 1000")
+    if not 0 <= args.seed < 2**63:
+        raise _UsageError(f"--seed: {args.seed}; expected an integer from 0 to 2**63 - 1")
+    if args.cut_strength is not None and not 0.0 <= args.cut_strength <= 1.0:
+        raise _UsageError(f"--cut-strength: {args.cut_strength}; expected a value in [0, 1]")
 
 
 def _interruptible(work):
@@ -173,6 +250,9 @@ def _cmd_package(args: argparse.Namespace) -> int:
     path = package_run(args.workdir, args.out, use_ema=not args.no_ema, meta={"made_by": args.note} if args.note else None)
     print(f"packaged {args.workdir} -> {path} ({os.path.getsize(path) / 2**20:.1f} MiB)")
     return 0
+
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class _UsageError(ValueError):
@@ -216,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a packaged story model (directory with model.safetensors) or a training workdir; "
                         "default: the shipped toy-world model")
     p.add_argument("--seed", type=int, default=0, help="random seed (0 to 2**63 - 1)")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps per shot")
+    p.add_argument("--steps", type=int, default=None,
+                   help="denoising steps per shot (default: 20 for the toy world; for LTX-2.3 the config's steps, 30)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT.mp4, OUT.shots.json and OUT.png if they exist (otherwise existing outputs are refused)")
     p.add_argument("--cut-strength", type=float, default=None,
@@ -224,7 +305,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guidance", type=float, default=None,
                    help="classifier-free guidance scale (default: 3 for models trained with caption dropout, else 1 = off)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(run=_cmd_generate)
+    ltx = p.add_argument_group("LTX-2.3 stack", "real generation (any of these, --config or --config.KEY=VALUE "
+                               "selects it; keys and defaults: configs/generate_ltx23.py)")
+    ltx.add_argument("--config", default=None, help="generate config file (default: configs/generate_ltx23.py)")
+    ltx.add_argument("--text-encoder", default=None, metavar="DIR", help="the Hugging Face Gemma-3 12B directory")
+    ltx.add_argument("--weights", default=None, metavar="FILE",
+                     help="the official LTX-2.3 .safetensors holding the VAEs, vocoder and text connectors "
+                          "(default: --checkpoint when it is a converted directory)")
+    ltx.add_argument("--upsampler", default=None, metavar="FILE", help="ltx-2.3-spatial-upscaler-x2 (two-stage, distilled)")
+    ltx.add_argument("--distilled-lora", default=None, metavar="FILE", help="ltx-2.3-22b-distilled-lora (two-stage)")
+    ltx.add_argument("--pipeline", default=None, choices=("one-stage", "two-stage", "distilled"),
+                     help="one-stage (target size), two-stage (half size + ×2 upsample + LoRA refine), distilled")
+    ltx.add_argument("--memory", default=None, choices=("trained", "zero-shot", "none"),
+                     help="trained (a story model's memory), zero-shot (memory slots, untrained memory group, official "
+                          "weights) or none (each shot on its own); default: trained for a story model, none for the "
+                          "official weights")
+    p.set_defaults(run=_cmd_generate, takes_overrides=True)
 
     p = sub.add_parser("package", help="a training workdir's latest checkpoint -> DIR/model.safetensors")
     p.add_argument("workdir", help="directory written by 'unityshots train'")

@@ -184,6 +184,8 @@ class Ltx23Pipelines:
     def _stage_inputs(self, request, contexts, noise: StageNoise, video_start, audio_start,
                       size: tuple[int, int]) -> ClipInputs:
         (f, h, w, c), (fa, ca) = self.latent_shapes(request, size)
+        if audio_start is not None:  # a story shot's audio length is its own, not the clip duration's
+            fa = audio_start.shape[1]
         start = np.zeros((1, f, h, w, c), np.float32) if video_start is None else np.array(video_start, np.float32)
         mask = np.ones((1, f, h, w, 1), np.float32)
         image = self.first_frame(request, *size)
@@ -233,17 +235,40 @@ class Ltx23Pipelines:
     def _staged(self, request: ClipRequest, sigmas: np.ndarray, stage1: ClipStage,
                 noise: tuple[StageNoise, StageNoise] | None) -> ClipResult:
         _check_request(request, 32, self.codecs.video.temporal_scale)
-        if self.refiner is None:
-            raise PipelineInputError("refiner: the two-stage pipelines need the stage-2 weights (the model with the "
-                                     "distilled LoRA merged, or the distilled model)")
+        self._need_refiner()
         contexts = self.contexts(request)
         small, full = self.stage1_size(request), (request.height, request.width)
         first, second = noise or (self.draw_noise(request, 0, small), self.draw_noise(request, 1, full))
         v1, a1 = self._run(self.transformer, self._stage_inputs(request, contexts, first, None, None, small), sigmas,
                            stage1)
-        (_, h, w, _), _ = self.latent_shapes(request)
-        upsampled = self.codecs.video.upsample(np.asarray(v1, np.float32)[0])[None, :, :h, :w]
-        refine = distilled_sigmas(2)
-        inputs = self._stage_inputs(request, contexts, second, upsampled, np.asarray(a1, np.float32), full)
-        v2, a2 = self._run(self.refiner, inputs, refine, ClipStage(request.fps, float(refine[0])))
+        v2, a2 = self.refine(request, contexts, np.asarray(v1, np.float32), np.asarray(a1, np.float32), second)
         return self.decode(request, v2, a2)
+
+    def _need_refiner(self) -> None:
+        if self.refiner is None:
+            raise PipelineInputError("refiner: the two-stage pipelines need the stage-2 weights (the model with the "
+                                     "distilled LoRA merged, or the distilled model)")
+
+    def refine(self, request: ClipRequest, contexts: tuple[np.ndarray, ...], video: np.ndarray, audio: np.ndarray,
+               noise: StageNoise | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Stage 2 of the two-stage pipelines at the request's size: the first stage's video `[1, F, h1, w1, C]`
+        through the ×2 upsampler (cropped to the target grid), re-noised with the stage-2 σ₀ together with its audio
+        `[1, Fa, Ca]`, 3 unguided steps with the refiner; an I2V request keeps its first frame, re-encoded at the
+        target size. contexts: (video `[1, S, Dv]`, audio `[1, S, Da]`, …) — only the prompt's are read.
+        Returns (video `[1, F, h, w, C]`, audio `[1, Fa, Ca]`) float32."""
+        self._need_refiner()
+        full = (request.height, request.width)
+        (f, h, w, _), _ = self.latent_shapes(request)
+        if video.shape[1] != f:
+            raise PipelineInputError(f"video: {video.shape[1]} latent frames, the request's {request.frames} frames "
+                                     f"need {f}")
+        upsampled = self.codecs.video.upsample(np.asarray(video, np.float32)[0])[None, :, :h, :w]
+        if noise is None:
+            kv, ka = jax.random.split(jax.random.fold_in(jax.random.key(request.seed), 1))
+            noise = StageNoise(np.asarray(jax.random.normal(kv, upsampled.shape)),
+                               np.asarray(jax.random.normal(ka, audio.shape)))
+        refine = distilled_sigmas(2)
+        contexts = (*contexts[:2], *contexts[:2])  # the refine stage is unguided: the negative prompt is never read
+        inputs = self._stage_inputs(request, contexts, noise, upsampled, np.asarray(audio, np.float32), full)
+        v2, a2 = self._run(self.refiner, inputs, refine, ClipStage(request.fps, float(refine[0])))
+        return np.asarray(v2, np.float32), np.asarray(a2, np.float32)

@@ -60,26 +60,53 @@ def _error(prompt: StoryPrompt, field: str, reason: str) -> StoryPromptError:
     return StoryPromptError(str(prompt.source or "<story>"), field, reason)
 
 
-def shot_lengths(prompt: StoryPrompt, cfg: StoryConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(n_frames `[k]`, n_audio `[k]`) latent frames of every shot's duration, or StoryPromptError naming the
-    shot whose duration is not a whole number of latent frames of both streams or is outside the model's range."""
+def causal_video(codecs: CodecBundle | None) -> bool:
+    """Whether the video codec is causal: its first latent frame stands for one frame (LTX: T·(n−1)+1 frames from
+    n latents), so an image is one frame and a shot needs one latent frame more than its duration."""
+    return codecs is not None and codecs.video.frame_count(1) == 1
+
+
+def causal_audio(codecs: CodecBundle | None) -> bool:
+    """Whether the audio codec decodes fewer samples than its latents span (LTX-2.3's causal audio VAE: 4n − 3 mel
+    frames from n latents), so a shot needs one audio latent more than its duration."""
+    if codecs is None:
+        return False
+    per_latent = codecs.audio.output_sample_rate / codecs.audio.latent_rate
+    return codecs.audio.decoded_samples(2) < round(2 * per_latent)
+
+
+def shot_lengths(prompt: StoryPrompt, cfg: StoryConfig, codecs: CodecBundle | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(n_frames `[k]`, n_audio `[k]`) latent frames of every shot, or StoryPromptError naming the shot whose
+    duration is not a whole number of video latent steps (T frames) or does not fit the model.
+
+    A shot of d seconds has d·fps/T video latents (+1 for a causal codec, see `causal_video`) and ceil(d · audio
+    latent rate) audio latents (+1 for a causal audio codec, `causal_audio`); decoding cuts both streams to exactly
+    d seconds (`StoryGenerator.decode`)."""
     video_rate = cfg.fps / cfg.temporal_scale
     audio_rate = 1.0 / (cfg.audio_hop_seconds * cfg.audio_downsample)
-    step = 1.0 / math.gcd(int(round(video_rate * 1000)), int(round(audio_rate * 1000))) * 1000
-    lo, hi = cfg.stm_frames / video_rate, min(cfg.video_frames / video_rate, cfg.audio_frames / audio_rate)
+    extra, audio_extra = int(causal_video(codecs)), int(causal_audio(codecs))
+    lo = max(cfg.stm_frames - extra, 1) / video_rate
+    hi = min((cfg.video_frames - extra) / video_rate, (cfg.audio_frames - audio_extra) / audio_rate)
     nf, na = [], []
     for i, shot in enumerate(prompt.shots):
         f, a = shot.duration * video_rate, shot.duration * audio_rate
-        if abs(f - round(f)) > 1e-6 or abs(a - round(a)) > 1e-6 or not lo - 1e-9 <= shot.duration <= hi + 1e-9:
+        if abs(f - round(f)) > 1e-6 or not lo - 1e-9 <= shot.duration <= hi + 1e-9:
             raise _error(prompt, f"shots[{i}].duration", f"{shot.duration:g} s: this model makes shots of {lo:g} to "
-                         f"{hi:g} s in steps of {step:g} s")
-        nf.append(int(round(f)))
-        na.append(int(round(a)))
+                         f"{hi:g} s in steps of {1 / video_rate:g} s")
+        nf.append(round(f) + extra)
+        na.append(math.ceil(a - 1e-6) + audio_extra)
     return np.asarray(nf, np.int32), np.asarray(na, np.int32)
 
 
 def _image_latent(path, codecs: CodecBundle) -> np.ndarray:
-    """An image file → one latent frame `[h, w, C]` (the frame held for a whole latent frame)."""
+    """An image file → one latent frame `[h, w, C]`: for a causal codec the image as one frame, prepared as the
+    LTX-2.3 pipelines prepare conditioning images (`media.image_conditioning`); otherwise the frame held for a whole
+    latent frame."""
+    if causal_video(codecs):
+        from unityshots_jax.media.image_conditioning import load_conditioning_image
+
+        image = load_conditioning_image(path, *codecs.frame_size) / np.float32(255.0)
+        return codecs.video.encode(image[None])[0]
     from unityshots_jax.media.media_files import load_image
 
     frame = load_image(path, size=codecs.frame_size)
@@ -98,7 +125,9 @@ def _voice_latent(prompt: StoryPrompt, index: int, cfg: StoryConfig, codecs: Cod
     if frames < 1:
         raise _error(prompt, f"characters[{index}].reference_voice", f"shorter than one audio latent frame ({hop} samples)")
     audio = np.zeros((cfg.ref_audio_frames, cfg.audio_channels), np.float32)
-    audio[:frames] = codecs.audio.encode(wave[: frames * hop])
+    latents = codecs.audio.encode(wave[: frames * hop])  # a causal audio VAE may give one latent more: keep `frames`
+    frames = min(frames, len(latents))
+    audio[:frames] = latents[:frames]
     return audio, (np.arange(cfg.ref_audio_frames) < frames).astype(np.float32)
 
 
@@ -132,7 +161,7 @@ def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: CodecBundle, *,
     k = len(prompt.shots)
     if k > cfg.max_shots:
         raise _error(prompt, "shots", f"{k} shots; this model generates at most {cfg.max_shots}")
-    n_frames, n_audio = shot_lengths(prompt, cfg)
+    n_frames, n_audio = shot_lengths(prompt, cfg, codecs)
     texts = compose_shot_texts(prompt)
     contexts = codecs.text.encode(texts)
     frame_shape = (cfg.height, cfg.width, cfg.latent_channels)
@@ -150,14 +179,16 @@ def prepare_story(prompt: StoryPrompt, cfg: StoryConfig, codecs: CodecBundle, *,
     )  # fmt: skip
 
 
-def stack_stories(stories: list[PreparedStory], cfg: StoryConfig, codecs: CodecBundle) -> StoryInputs:
+def stack_stories(stories: list[PreparedStory], cfg: StoryConfig, codecs: CodecBundle,
+                  negative_prompt: str = "") -> StoryInputs:
     """Stories of equal shot count → batched, padded `StoryInputs` (missing references are zeros, masked; per-shot
-    references only when some story's shots differ in them, see `_stacked_references`)."""
+    references only when some story's shots differ in them, see `_stacked_references`); the unconditioned guidance
+    pass sees `negative_prompt`."""
     if len({s.num_shots for s in stories}) != 1:
         raise ValueError("stack_stories: every story in a batch needs the same number of shots")
     stack = lambda name: np.stack([getattr(s, name) for s in stories])  # noqa: E731
     refs = _stacked_references(stories)
-    negative = codecs.text.encode([""])
+    negative = codecs.text.encode([negative_prompt])
     b = len(stories)
     return make_story_inputs(
         cfg, video_context=stack("video_context"), audio_context=stack("audio_context"), context_mask=stack("context_mask"),

@@ -1,0 +1,129 @@
+"""`unityshots generate` on the LTX-2.3 stack, end to end on a tiny random official-layout stack (transformer,
+video VAE, audio VAE, vocoder + BWE, text connectors, Gemma-3, ×2 upsampler, distilled LoRA): a 3-shot story with
+a reference voice, an R2V shot (the character's portrait) and an I2V shot (a first frame) → one playable mp4 of the
+right size, frame rate, per-shot durations and audio rate; the two-stage pipeline; what each memory mode says it
+ran; and bad input refused by name before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from helpers.lora_files import linear_weights, lora_targets, write_lora
+from helpers.ltx23_stack import build_pipeline_stack
+from PIL import Image
+
+from unityshots_jax.cli import main
+from unityshots_jax.media.media_files import write_wav
+
+DURATIONS = (1.0, 2.0, 1.0)  # LTX-2.3 shots come in steps of 1/3 s (one latent frame: 8 frames at 24 fps)
+STORY = """version: 1
+caption: "a meadow in bright light"
+negative_caption: "blurry low quality"
+characters:
+  - name: pip
+    description: "a red striped square"
+    reference_image: pip.png
+    reference_voice: pip.wav
+shots:
+  - {duration: 1, caption: "wide shot. pip walks right", dialogue: "ba lo mi", transition: first}
+  - {duration: 2, caption: "close up. pip jumps", transition: hard, mode: r2v}
+  - {duration: 1, caption: "close up. pip stands still", transition: continue, mode: i2v, first_frame: first.png}
+"""
+
+
+def _image(path, h, w, seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(xx * 3 + seed * 40) % 256, (yy * 5) % 256, ((xx + yy) * 2) % 256], -1)
+    Image.fromarray(np.clip(base + rng.integers(0, 20, base.shape), 0, 255).astype(np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from unityshots_jax.checkpoint.ltx_convert import convert
+
+    root = tmp_path_factory.mktemp("ltx23_story")
+    path, gemma, upsampler, _ = build_pipeline_stack(str(root))
+    converted = str(root / "converted")
+    convert(path, converted, progress=False)
+    lora = write_lora(root / "lora.safetensors", lora_targets(linear_weights(path)), 5)
+    _image(root / "pip.png", 90, 70, 1)
+    _image(root / "first.png", 64, 96, 2)
+    t = np.arange(int(1.5 * 16000)) / 16000
+    write_wav(root / "pip.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 16000)
+    (root / "story.yaml").write_text(STORY)
+    return {"root": root, "path": path, "gemma": gemma, "upsampler": upsampler, "converted": converted, "lora": lora}
+
+
+def _args(stack, out, *extra, weights=True):
+    """The generate command line; weights=False leaves the VAEs / vocoder / connectors to come from the converted
+    directory (`convert` keeps them beside the transformer)."""
+    return ["generate", str(stack["root"] / "story.yaml"), "-o", str(out), "--checkpoint", stack["converted"],
+            *(["--weights", stack["path"]] if weights else []), "--text-encoder", stack["gemma"], "--steps", "2",
+            "--seed", "5", "--quiet", "--config.dtype=float32", "--config.guidance.video.stg_blocks=(1,)",
+            "--config.guidance.audio.stg_blocks=(1,)", *extra]
+
+
+def _check_mp4(out, height, width):
+    """The story's mp4: the frames generated at `height × width` (written upscaled when tiny, as every story is:
+    `mp4_writer.encoded_size`), 24 fps, exactly 24 frames per second of story, 48 kHz stereo AAC as long as the
+    story, one `.shots.json` entry per shot with its exact duration, and the contact sheet."""
+    from unityshots_jax.media.mp4_writer import encoded_size, probe_mp4
+
+    info = probe_mp4(out)
+    assert (info.video_codec, info.audio_codec) == ("h264", "aac")
+    assert (info.height, info.width, info.fps) == (*encoded_size(height, width), 24.0)
+    assert info.video_frames == round(24 * sum(DURATIONS))
+    assert (info.sample_rate, info.audio_channels) == (48000, 2)
+    assert abs(info.audio_duration_s - sum(DURATIONS)) <= 1024 / 48000
+    side = json.loads(out.with_suffix(".shots.json").read_text())
+    assert [s["duration_s"] for s in side["shots"]] == list(DURATIONS)
+    assert out.with_suffix(".png").is_file()
+
+
+def test_three_shot_story_one_stage_zero_shot_memory(stack, tmp_path, capsys):
+    out = tmp_path / "story.mp4"
+    assert main(_args(stack, out, "--memory", "zero-shot", "--config.height=64", "--config.width=96")) == 0
+    printed = capsys.readouterr().out
+    assert "one-stage at 96x64" in printed and "zero-shot memory" in printed and "untrained" in printed
+    assert "peak device memory" in printed
+    _check_mp4(out, 64, 96)
+
+
+def test_three_shot_story_two_stage_without_memory(stack, tmp_path, capsys):
+    out = tmp_path / "story.mp4"
+    args = _args(stack, out, "--pipeline", "two-stage", "--upsampler", stack["upsampler"], "--distilled-lora",
+                 stack["lora"], "--config.height=128", "--config.width=192", weights=False)
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "two-stage at 192x128" in printed and "no memory" in printed
+    _check_mp4(out, 128, 192)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (("--memory", "trained"), "--memory trained"),
+    (("--pipeline", "two-stage"), "--upsampler"),
+    (("--config.height=100",), "config height"),
+    (("--config.guidance.video.stg_blocks=(7,)",), "guidance.video.stg_blocks"),
+], ids=["trained-memory-on-official", "missing-upsampler", "size", "stg-block"])
+def test_bad_generate_input_is_refused_by_name_before_any_output(stack, tmp_path, capsys, extra, needle):
+    out = tmp_path / "story.mp4"
+    assert main(_args(stack, out, *extra)) == 2
+    assert needle in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
+def test_missing_text_encoder_and_foreign_files_are_refused(stack, tmp_path, capsys):
+    out = tmp_path / "story.mp4"
+    args = [a for a in _args(stack, out) if a not in ("--text-encoder", stack["gemma"])]
+    assert main(args) == 2 and "--text-encoder" in capsys.readouterr().err
+    # a LoRA for another model (a wider one): named with the file
+    wide = write_lora(tmp_path / "wide.safetensors",
+                      {k: (2 * o, i) for k, (o, i) in lora_targets(linear_weights(stack["path"])).items()}, 1)
+    args = _args(stack, out, "--pipeline", "two-stage", "--upsampler", stack["upsampler"], "--distilled-lora", wide,
+                 "--config.height=128", "--config.width=192")
+    assert main(args) == 2 and "wide.safetensors" in capsys.readouterr().err
+    assert not (tmp_path / "story.mp4").exists()
