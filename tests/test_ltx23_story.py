@@ -127,3 +127,25 @@ def test_missing_text_encoder_and_foreign_files_are_refused(stack, tmp_path, cap
                  "--config.height=128", "--config.width=192")
     assert main(args) == 2 and "wide.safetensors" in capsys.readouterr().err
     assert not (tmp_path / "story.mp4").exists()
+
+
+def test_sharded_story_equals_single_device(stack):
+    """The same story on one device and sharded over 8 forced CPU devices (parameters FSDP over fsdp × context,
+    heads over tensor, video tokens context-parallel), in a subprocess: equal latents and media."""
+    import subprocess
+    import sys
+
+    from helpers import training_runs
+
+    script = os.path.join(os.path.dirname(__file__), "helpers", "sharded_ltx23_story.py")
+    argv = [sys.executable, script, str(stack["root"] / "story.yaml"), stack["converted"], stack["path"],
+            stack["gemma"]]
+    r = subprocess.run(argv, env=training_runs.env(devices=8, UNITYSHOTS_TEXT_CACHE=""), capture_output=True,
+                       text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-4000:]
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1
+    for row in rows:
+        assert row["devices"] == 8
+        assert row["video_rel"] <= 1e-4 and row["audio_rel"] <= 1e-4, row  # float32 reordering across shards
+        assert row["frames_err"] <= 1e-3 and row["audio_err"] <= 1e-3, row

@@ -56,7 +56,7 @@ class Ltx23Plan:
     audio: GuidanceParams
     negative_prompt: str
     execution: dict
-    mesh: dict = dataclasses.field(default_factory=lambda: {"fsdp": -1})
+    mesh: dict | None = dataclasses.field(default_factory=lambda: {"fsdp": -1})  # None: one device, unsharded
     rules: tuple = ()
 
     @property

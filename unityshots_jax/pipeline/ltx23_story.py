@@ -196,7 +196,7 @@ def run_ltx23_story(plan: Ltx23Plan, prompt, *, seed: int, cut_strength: float |
     negative = plan.negative_prompt or prompt.negative_caption or DEFAULT_NEGATIVE_PROMPT
     execution = execution_for_plan(plan)
     mesh = None
-    if len(jax.devices()) > 1:
+    if plan.mesh is not None and len(jax.devices()) > 1:
         from unityshots_jax.sharding import build_mesh
 
         mesh = build_mesh(plan.mesh)
