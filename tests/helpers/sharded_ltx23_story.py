@@ -16,10 +16,10 @@ import jax
 import numpy as np
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
-from unityshots_jax.config_files import apply_override, load_config  # noqa: E402
-from unityshots_jax.pipeline import ltx23_story  # noqa: E402
-from unityshots_jax.pipeline.ltx23_plan import make_plan  # noqa: E402
-from unityshots_jax.prompt.story_prompt import load_story_prompt  # noqa: E402
+from unityshots_jax.config_files import apply_override, load_config
+from unityshots_jax.pipeline import ltx23_story
+from unityshots_jax.pipeline.ltx23_plan import make_plan
+from unityshots_jax.prompt.story_prompt import load_story_prompt
 
 ROOT = __file__.rsplit("/tests/", 1)[0]
 MESHES = [{"fsdp": 2, "context": 2, "tensor": 2}]
@@ -57,7 +57,7 @@ def main() -> None:
     single, single_latents = run(None)
     for mesh in MESHES:
         media, lat = run(mesh)
-        rel = lambda a, b: float(np.abs(a - b).max() / np.abs(b).max())  # noqa: E731
+        rel = lambda a, b: float(np.abs(a - b).max() / np.abs(b).max())
         print(json.dumps({
             "mesh": mesh, "devices": len(jax.devices()),
             "frames_err": float(np.abs(media.frames - single.frames).max()),

@@ -13,10 +13,10 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from unityshots_jax.codecs.base import CodecBundle, codec_name
 from unityshots_jax.ltx.config import ExecutionConfig
 from unityshots_jax.ltx.sampler import SamplerConfig
 from unityshots_jax.ltx.sampling import GuidanceParams
-from unityshots_jax.codecs.base import CodecBundle, codec_name
 from unityshots_jax.pipeline.story_conditioning import PreparedStory, stack_stories
 from unityshots_jax.story.shot_scan import SamplingConfig, StepCounter, generate_story
 from unityshots_jax.story.story_checkpoint import LoadedStoryModel
@@ -157,7 +157,7 @@ class StoryGenerator:
         frames = []
         for i in range(k):
             shot = self.codecs.video.decode(video[i, : story.n_frames[i]])
-            want = int(round(story.durations[i] * fps))
+            want = round(story.durations[i] * fps)
             if len(shot) < want:
                 raise ValueError(f"shots[{i}]: {len(shot)} frames decoded, its duration needs {want}")
             frames.append(shot[:want])
@@ -165,7 +165,7 @@ class StoryGenerator:
         wave = wave[:, 0] if wave.shape[1] == 1 else wave  # mono `[N]`, or `[N, 2]` stereo (LTX-2.3: 48 kHz)
         per_latent = rate / self.codecs.audio.latent_rate
         latent_starts = np.cumsum([0, *story.n_audio])[:-1]
-        pieces = [wave[int(round(s * per_latent)):][: int(round(d * rate))] for s, d in zip(latent_starts, story.durations)]
+        pieces = [wave[round(s * per_latent):][: round(d * rate)] for s, d in zip(latent_starts, story.durations)]
         samples = tuple(len(p) for p in pieces)
         starts = tuple(int(x) for x in np.cumsum([0] + [len(f) for f in frames[:-1]]))
         audio_starts = tuple(int(x) for x in np.cumsum([0, *samples[:-1]]))
@@ -187,7 +187,7 @@ def write_story(media: StoryMedia, out_path: str, captions: list[str], cuts: lis
 
     outputs = plan_story_outputs(out_path, overwrite=overwrite)
     segments = [ShotSegment(i, s / media.fps, n / media.fps, captions[i]) for i, (s, n) in enumerate(zip(media.shot_starts, media.shot_frames))]
-    to_u8 = lambda x: np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)  # noqa: E731
+    to_u8 = lambda x: np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
     middles = [to_u8(media.shot(i)[len(media.shot(i)) // 2]) for i in range(len(media.shot_frames))]
     labels = [f"{i + 1} {cuts[i].lower()}" + (f" b={strengths[i]:.2f}" if strengths is not None and i else "")
               for i in range(len(middles))]
