@@ -103,12 +103,24 @@ def test_three_shot_story_two_stage_without_memory(stack, tmp_path, capsys):
     _check_mp4(out, 128, 192)
 
 
+def test_three_shot_story_distilled(stack, tmp_path, capsys):
+    """`--pipeline distilled`: 8 unguided steps on the distilled schedule at half size, then the refine without a
+    LoRA (the tiny stack stands in for the distilled checkpoint)."""
+    out = tmp_path / "story.mp4"
+    args = _args(stack, out, "--pipeline", "distilled", "--upsampler", stack["upsampler"], "--config.height=128",
+                 "--config.width=192")
+    assert main(args) == 0
+    assert "distilled at 192x128" in capsys.readouterr().out
+    _check_mp4(out, 128, 192)
+
+
 @pytest.mark.parametrize("extra, needle", [
     (("--memory", "trained"), "--memory trained"),
     (("--pipeline", "two-stage"), "--upsampler"),
     (("--config.height=100",), "config height"),
     (("--config.guidance.video.stg_blocks=(7,)",), "guidance.video.stg_blocks"),
-], ids=["trained-memory-on-official", "missing-upsampler", "size", "stg-block"])
+    (("--guidance", "3"), "--config.guidance.video.cfg"),
+], ids=["trained-memory-on-official", "missing-upsampler", "size", "stg-block", "toy-guidance-flag"])
 def test_bad_generate_input_is_refused_by_name_before_any_output(stack, tmp_path, capsys, extra, needle):
     out = tmp_path / "story.mp4"
     assert main(_args(stack, out, *extra)) == 2
@@ -126,7 +138,15 @@ def test_missing_text_encoder_and_foreign_files_are_refused(stack, tmp_path, cap
     args = _args(stack, out, "--pipeline", "two-stage", "--upsampler", stack["upsampler"], "--distilled-lora", wide,
                  "--config.height=128", "--config.width=192")
     assert main(args) == 2 and "wide.safetensors" in capsys.readouterr().err
-    assert not (tmp_path / "story.mp4").exists()
+    # an upsampler for another latent width
+    from unityshots_jax.reference.tiny_media import write_tiny_upsampler
+
+    write_tiny_upsampler(str(tmp_path / "up16.safetensors"), {"in_channels": 16, "mid_channels": 32,
+                                                              "num_blocks_per_stage": 1, "dims": 3})
+    args = _args(stack, out, "--pipeline", "distilled", "--upsampler", str(tmp_path / "up16.safetensors"),
+                 "--config.height=128", "--config.width=192")
+    assert main(args) == 2 and "upsampler" in capsys.readouterr().err
+    assert not (tmp_path / "story.mp4").exists() and not (tmp_path / "story.png").exists()
 
 
 def test_sharded_story_equals_single_device(stack):

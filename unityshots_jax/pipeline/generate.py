@@ -66,13 +66,15 @@ class StoryGenerator:
     stream_guidance: (video, audio) `GuidanceParams` (LTX-2.3's multi-modal guidance: cfg, STG, modality, rescale),
     replacing `guidance`; negative_prompt: the text the unconditioned pass sees. mesh / rules: run sharded — the
     parameters placed by their logical axes (`rules`, e.g. FSDP over fsdp × context), the story batch over data,
-    activations constrained by the same rules (video tokens over context); None: one device."""
+    activations constrained by the same rules (video tokens over context); None: one device. schedule: "ltx2"
+    (LTX2Scheduler, `steps` steps) or "distilled" (the distilled checkpoint's fixed 8 steps)."""
 
     def __init__(self, model: LoadedStoryModel, execution: ExecutionConfig | None = None, guidance: float | None = None,
                  *, codecs: CodecBundle | None = None,
                  stream_guidance: tuple[GuidanceParams, GuidanceParams] | None = None, negative_prompt: str = "",
-                 mesh=None, rules=()):
+                 mesh=None, rules=(), schedule: str = "ltx2"):
         self.model = model
+        self.schedule = schedule
         self.mesh, self.rules = mesh, tuple(rules)
         if codecs is None:
             name = codec_name(model.meta, f"{model.path}: metadata")
@@ -91,8 +93,8 @@ class StoryGenerator:
         cfg = self.model.story
         video, audio = self.stream_guidance
         shift = cfg.shift_tokens(int(self.model.meta.get("shift_tokens", 0)))  # as in training
-        return SamplingConfig(SamplerConfig(steps=int(steps), shift_tokens=shift), video=video, audio=audio,
-                              progress=self.steps if progress else None)
+        sampler = SamplerConfig(schedule=self.schedule, steps=int(steps), shift_tokens=shift)
+        return SamplingConfig(sampler, video=video, audio=audio, progress=self.steps if progress else None)
 
     def latents(self, stories: list[PreparedStory], *, seed: int, steps: int, progress: bool = False):
         """(video `[shots, B, F, h, w, C]`, audio `[shots, B, Fa, Ca]`) numpy latents for equal-length stories."""

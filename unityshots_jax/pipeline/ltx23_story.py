@@ -24,6 +24,7 @@ from flax import nnx
 
 from unityshots_jax.codecs.base import CodecBundle, CodecRequest, build_codecs
 from unityshots_jax.ltx.config import ExecutionConfig
+from unityshots_jax.ltx.sampling import GuidanceParams, distilled_sigmas
 from unityshots_jax.pipeline.ltx23_pipelines import (
     DEFAULT_NEGATIVE_PROMPT,
     ClipRequest,
@@ -148,18 +149,22 @@ def execution_for_plan(plan: Ltx23Plan) -> ExecutionConfig:
     return ExecutionConfig(dtype=plan.dtype, **plan.execution)
 
 
-def checkpoint_shape(path: str) -> tuple[int, int, int]:
-    """(transformer blocks, video latent channels, audio latent channels) of a converted LTX directory or a story
-    model, from its config only."""
+def checkpoint_ltx(path: str):
+    """The `LTXConfig` of a converted LTX directory (its config.json) or of a story model."""
     from unityshots_jax.checkpoint.ltx_convert import read_converted_config
     from unityshots_jax.pipeline.ltx23_plan import _is_converted_ltx
 
     if _is_converted_ltx(path):
-        _, ltx = read_converted_config(path)
-    else:
-        from unityshots_jax.train.package import load_trained_model
+        return read_converted_config(path)[1]
+    from unityshots_jax.train.package import load_trained_model
 
-        ltx = load_trained_model(path).ltx
+    return load_trained_model(path).ltx
+
+
+def checkpoint_shape(path: str) -> tuple[int, int, int]:
+    """(transformer blocks, video latent channels, audio latent channels) of a converted LTX directory or a story
+    model."""
+    ltx = checkpoint_ltx(path)
     return ltx.num_layers, ltx.video.in_channels, ltx.audio.in_channels
 
 
@@ -181,7 +186,8 @@ def run_ltx23_story(plan: Ltx23Plan, prompt, *, seed: int, cut_strength: float |
     from unityshots_jax.pipeline.generate import StoryGenerator
     from unityshots_jax.pipeline.story_conditioning import prepare_story
 
-    _, video_c, audio_c = checkpoint_shape(plan.checkpoint)
+    ltx = checkpoint_ltx(plan.checkpoint)
+    video_c, audio_c = ltx.video.in_channels, ltx.audio.in_channels
     if plan.story_model:
         from unityshots_jax.train.package import load_trained_model
 
@@ -189,9 +195,11 @@ def run_ltx23_story(plan: Ltx23Plan, prompt, *, seed: int, cut_strength: float |
     base = base or StoryConfig(latent_channels=video_c, audio_channels=audio_c)
     h1, w1 = plan.stage1_size
     shape = story_shape(base, len(prompt.shots), [s.duration for s in prompt.shots], (h1, w1), **LTX23_MEDIA)
+    # the codecs first: a component that does not fit (channels, widths, an upsampler for other latents) is refused
+    # before the transformer's weights are read
+    codecs = ltx23_codecs(plan, (shape.video_frames, shape.height, shape.width, video_c), ltx.video.context_dim,
+                          ltx.audio.context_dim, shape.text_tokens)
     model = load_story_for_plan(plan, shape)
-    codecs = ltx23_codecs(plan, (shape.video_frames, shape.height, shape.width, video_c), model.ltx.video.context_dim,
-                          model.ltx.audio.context_dim, shape.text_tokens)
     story = prepare_story(prompt, model.story, codecs, cut_strength=cut_strength)
     negative = plan.negative_prompt or prompt.negative_caption or DEFAULT_NEGATIVE_PROMPT
     execution = execution_for_plan(plan)
@@ -200,9 +208,12 @@ def run_ltx23_story(plan: Ltx23Plan, prompt, *, seed: int, cut_strength: float |
         from unityshots_jax.sharding import build_mesh
 
         mesh = build_mesh(plan.mesh)
-    generator = StoryGenerator(model, execution, codecs=codecs, stream_guidance=(plan.video, plan.audio),
-                               negative_prompt=negative, mesh=mesh, rules=plan.rules)
-    video, audio = generator.latents([story], seed=seed, steps=plan.steps, progress=progress)
+    distilled = plan.pipeline == "distilled"  # 8 unguided steps on the distilled sigmas, as `DistilledPipeline`
+    guidance = (GuidanceParams(), GuidanceParams()) if distilled else (plan.video, plan.audio)
+    generator = StoryGenerator(model, execution, codecs=codecs, stream_guidance=guidance, negative_prompt=negative,
+                               mesh=mesh, rules=plan.rules, schedule="distilled" if distilled else "ltx2")
+    steps = len(distilled_sigmas(1)) - 1 if distilled else plan.steps
+    video, audio = generator.latents([story], seed=seed, steps=steps, progress=progress)
     video, audio = video[:, 0], audio[:, 0]
     refiner = refiner_for_plan(plan, model, lora)
     if refiner is not None:
