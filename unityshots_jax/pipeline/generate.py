@@ -146,7 +146,7 @@ class StoryGenerator:
                                              self.execution)
         return tuple(np.asarray(multihost_utils.process_allgather(x, tiled=True)) for x in (video, audio))
 
-    def decode(self, story: PreparedStory, video: np.ndarray, audio: np.ndarray) -> StoryMedia:
+    def decode(self, story: PreparedStory, video: np.ndarray, audio: np.ndarray, progress: bool = False) -> StoryMedia:
         """One story's latents (video `[shots, F, h, w, C]`, audio `[shots, Fa, Ca]`) → `StoryMedia`, every shot
         exactly as long as the story says (round(duration · fps) frames, round(duration · sample rate) samples).
 
@@ -157,7 +157,7 @@ class StoryGenerator:
         k = story.num_shots
         fps, rate = float(self.codecs.video.fps), int(self.codecs.audio.output_sample_rate)
         frames = []
-        for i in range(k):
+        for i in tqdm(range(k), desc="decode (shots)", unit="shot", disable=not progress):
             shot = self.codecs.video.decode(video[i, : story.n_frames[i]])
             want = round(story.durations[i] * fps)
             if len(shot) < want:

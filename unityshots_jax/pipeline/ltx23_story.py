@@ -222,7 +222,7 @@ def run_ltx23_story(plan: Ltx23Plan, prompt, *, seed: int, cut_strength: float |
         video, audio = refine_shots(pipelines, plan, prompt, story, video, audio, seed=seed, fps=codecs.video.fps,
                                     progress=lambda: bar.update(1))
         bar.close()
-    media = generator.decode(story, video, audio)
+    media = generator.decode(story, video, audio, progress=progress)
     return Ltx23Story(media, story, model.story)
 
 
