@@ -27,7 +27,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 # order; files not listed follow in collection order. (`--dist loadgroup` would be finer, but xdist 3.8 cannot tag
 # node ids under pytest 9.2, so its groups are silently ignored.)
 HEAVY_FIRST = (
-    "test_training.py", "test_context_parallel.py", "test_training_multiprocess.py", "test_splash_attention.py",
+    "test_training.py", "test_ltx23_story.py", "test_context_parallel.py", "test_pipeline_parity.py", "test_training_multiprocess.py", "test_splash_attention.py",
     "test_parity_ltx_core.py", "test_model.py", "test_toy_study.py", "test_audio_codec.py", "test_story_sharded.py",
     "test_vocoder.py", "test_ltx23_bundle.py", "test_sharding.py", "test_notebook.py", "test_generate.py",
     "test_new_user_fixes.py",

@@ -169,3 +169,40 @@ def test_sharded_story_equals_single_device(stack):
         assert row["devices"] == 8
         assert row["video_rel"] <= 1e-4 and row["audio_rel"] <= 1e-4, row  # float32 reordering across shards
         assert row["frames_err"] <= 1e-3 and row["audio_err"] <= 1e-3, row
+
+
+def test_story_on_two_hosts_with_jax_distributed(stack, tmp_path):
+    """`--config.distributed=True`: two processes joined by `jax.distributed` (CPU, gloo, 2 devices each) generate
+    the story sharded over all 4 devices (fsdp 2 × context 2); process 0 writes the outputs, process 1 none, and
+    the media equal the one-process run's (the contact sheets, lossless: one middle frame per shot, within one
+    level of rounding; the mp4s' H.264 turns such differences into a little more)."""
+    import sys
+
+    from helpers import training_runs as tr
+    from unityshots_jax.media.mp4_writer import probe_mp4
+
+    port = str(tr.free_port())
+    outs = [tmp_path / f"p{i}" / "story.mp4" for i in range(2)]
+    mesh = ("--config.mesh.fsdp=2", "--config.mesh.context=2", "--config.distributed=True")
+    procs = []
+    for i, out in enumerate(outs):
+        out.parent.mkdir()
+        argv = [sys.executable, "-m", "unityshots_jax.cli", *_args(stack, out, "--memory", "zero-shot",
+                "--config.height=64", "--config.width=96", *mesh)]
+        procs.append(tr.start(argv, devices=2, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+                              JAX_PROCESS_ID=str(i), UNITYSHOTS_TEXT_CACHE=""))
+    try:
+        results = [tr.finish(p, tr.TIMEOUT) for p in procs]
+    finally:
+        for p in procs:
+            tr.kill(p)
+    for i, (code, out, err) in enumerate(results):
+        assert code == 0, f"process {i} exited {code}\n{out[-2000:]}\n{err[-4000:]}"
+    assert outs[0].exists() and not os.listdir(outs[1].parent)
+    single = tmp_path / "single.mp4"
+    assert main(_args(stack, single, "--memory", "zero-shot", "--config.height=64", "--config.width=96")) == 0
+    a, b = probe_mp4(outs[0]), probe_mp4(single)
+    assert (a.video_frames, a.height, a.width, a.sample_rate) == (b.video_frames, b.height, b.width, b.sample_rate)
+    sheets = [np.asarray(Image.open(p.with_suffix(".png")), np.int16) for p in (outs[0], single)]
+    assert np.abs(sheets[0] - sheets[1]).max() <= 1
+    assert abs(a.audio_duration_s - b.audio_duration_s) < 1e-6
