@@ -17,6 +17,7 @@ from helpers.ltx23_stack import AUDIO_C, GRID, TOKENS, VIDEO_C, build_ltx23_stac
 
 from unityshots_jax.data import StoryRecord, decode_record, encode_record, make_story_loader, validate_record
 from unityshots_jax.data.story_record import CONTINUE, FIRST, HARD
+from unityshots_jax.media.media_files import write_wav
 from unityshots_jax.media.mp4_writer import ShotSegment, write_story_mp4
 from unityshots_jax.prepare import ManifestError, PrepareOptions, SkippedItem, prepare_item, read_manifest
 from unityshots_jax.prepare.media_decode import decode_clip
@@ -27,7 +28,7 @@ from unityshots_jax.story.story_config import StoryConfig
 FPS, RATE, SIZE = 24, 48000, (128, 160)  # source videos: 24 fps, 48 kHz stereo, 128 × 160 px
 CFG = StoryConfig(max_shots=3, video_frames=GRID[0], height=GRID[1], width=GRID[2], latent_channels=VIDEO_C,
                   audio_frames=19, audio_channels=AUDIO_C, text_tokens=TOKENS, ltm_frames=1, stm_frames=2,
-                  ref_audio_frames=16)
+                  ref_audio_frames=20)
 # (background RGB, shape RGB, tone Hz, amplitude) per scene
 SCENES = [((30, 60, 200), (220, 40, 40), 440.0, 0.5), ((230, 210, 60), (40, 160, 60), 660.0, 0.05),
           ((20, 120, 40), (250, 250, 250), 330.0, 0.3)]
@@ -93,7 +94,10 @@ def _items() -> list[dict]:
     outside[2]["end"] = 5.0
     return [
         {"id": "hard-continue", "video": "a.mp4", "caption": "a meadow", "shots": SHOTS_A, "characters": [PIP]},
-        {"id": "detected", "video": "videos/b.mp4", "shots": "detect", "captions": ["pip walks", "pip jumps", "wide shot"]},
+        {"id": "detected", "video": "videos/b.mp4", "shots": "detect", "captions": ["pip walks", "pip jumps", "wide shot"],
+         "characters": [{"name": "Pip", "reference_voice": "voice.wav"}]},
+        {"id": "bad-voice", "video": "a.mp4", "shots": SHOTS_A,
+         "characters": [{"name": "Pip", "reference_voice": "corrupt.mp4"}]},
         {"id": "corrupt", "video": "corrupt.mp4", "shots": SHOTS_A},
         {"id": "no-caption", "video": "a.mp4", "shots": no_caption},
         {"id": "bad-portrait", "video": "a.mp4", "shots": SHOTS_A,
@@ -111,6 +115,7 @@ SKIP_REASONS = {
     "corrupt": "video: ",
     "no-caption": "shots[1].caption: missing",
     "bad-portrait": "characters[0].reference_image",
+    "bad-voice": "characters[0].reference_voice",
     "too-short": "shots[0]: 0.300 s is too short: the short-term memory needs 2 latent frames",
     "overlap": "shots[1]: starts at 0.5 s, before shots[0]",
     "outside": "shots[2]: 2–5 s lies outside the video",
@@ -137,6 +142,7 @@ def data(tmp_path_factory):
     _write_silent(str(media / "silent.mp4"))
     (media / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video" * 40)
     (media / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write_wav(media / "voice.wav", _scene_audio(2, 0, 18)[:, 0], RATE)  # 0.75 s: 18 of the 20 reference frames
     manifest = media / "manifest.jsonl"
     manifest.write_text("# synthetic stories\n" + "\n".join(json.dumps(item) for item in _items()) + "\n")
     items = read_manifest(manifest)
@@ -162,6 +168,10 @@ def test_manifest_items_resolve_paths_against_its_folder(data):
     ('{"video": "a.mp4", "shots": [{"start": 0, "end": 1, "cap": "x"}]}', "shots[0].cap", "unknown field"),
     (('{"video": "a.mp4", "shots": [{"start": 0, "end": 1}], "characters": [{"name": "A", "reference_voice": '
      '{"from_shot": 4}}]}'), "characters[0].reference_voice.from_shot", "shot 4 does not exist"),
+    ('{"video": "a.mp4", "shots": "detect", "characters": [{"name": "A", "reference_image": {"from_shot": -1}}]}',
+     "characters[0].reference_image.from_shot", "greater than or equal to 0"),
+    ('{"video": "a.mp4", "shots": "detect", "characters": [{"name": "A", "reference_image": 5}]}',
+     "characters[0].reference_image", 'expected a file path or {"from_shot": shot index}'),
     ('["a.mp4"]', "(item)", "expected a JSON object"),
 ])
 def test_bad_jsonl_names_the_line_and_the_field(tmp_path, line, field, reason):
@@ -213,6 +223,7 @@ def test_items_become_records_the_trainers_reader_takes(data):
     assert np.asarray(batch.video_latents).shape[:2] == (2, CFG.max_shots)
     detected = results["detected"]
     assert detected.cut_type.tolist() == [FIRST, HARD, HARD] and not detected.has_ref_image
+    assert not detected.allowed_modes[:, R2V].any() and detected.ref_audio_mask.tolist() == [1] * 18 + [0] * 2
 
 
 def test_signals_high_at_the_hard_cut_and_low_at_the_continuous_one(data):

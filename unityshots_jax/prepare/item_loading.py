@@ -48,11 +48,10 @@ def item_shots(item: ManifestItem, clip: DecodedClip, options: PrepareOptions) -
         return list(item.shots)
     cuts = detect_cuts(clip.frames, threshold=options.detect_threshold, min_shot_frames=options.detect_min_shot_frames)
     spans = shots_from_cuts(cuts, clip.times, clip.duration)
-    if len(item.captions) > len(spans):
+    if len(item.captions) != len(spans):
         raise ItemSkip(f"captions: {len(item.captions)} given, but {len(spans)} shots were detected "
                        f"(cuts at frames {cuts})")
-    captions = list(item.captions) + [None] * (len(spans) - len(item.captions))
-    return [ShotSpec(a, b, c) for (a, b), c in zip(spans, captions)]
+    return [ShotSpec(a, b, c) for (a, b), c in zip(spans, item.captions)]
 
 
 def check_shots(shots: list[ShotSpec], clip: DecodedClip, cfg: StoryConfig) -> None:

@@ -148,9 +148,11 @@ def _field_path(loc: tuple) -> str:
 
 
 def _first_error(exc: ValidationError) -> tuple[str, str]:
-    """(field, reason) of the first pydantic error, with a type error preferred over a union's other branches."""
+    """(field, reason) of the first pydantic error; of a union's branches, the one that got furthest (the deepest
+    location), so `{"from_shot": -1}` is reported as a bad shot index, not as "not a string"."""
     errors = exc.errors()
-    error = errors[0]
+    first = _field_path(tuple(errors[0]["loc"]))
+    error = max((e for e in errors if _field_path(tuple(e["loc"])).startswith(first)), key=lambda e: len(e["loc"]))
     reason = error["msg"]
     if error["type"] == "missing":
         reason = "required field is missing"
@@ -161,6 +163,8 @@ def _first_error(exc: ValidationError) -> tuple[str, str]:
     field = _field_path(tuple(error["loc"]))
     if field == "shots" and error["type"] != "missing":
         reason = f"expected a list of shots or \"detect\", got {error.get('input')!r}"
+    if field.endswith(("reference_image", "reference_voice")) and error["type"] in ("string_type", "model_type"):
+        reason = f"expected a file path or {{\"from_shot\": shot index}}, got {error.get('input')!r}"
     return field, reason
 
 

@@ -46,7 +46,9 @@ def _open(path: Path):
         raise MediaDecodeError(f"{path}: not a readable media file ({exc})") from None
 
 
-def _decode_video(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+def _decode_video(path: Path) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(frames uint8 `[T, H, W, 3]`, times `[T]` s from the first frame, fps, the first frame's time on the file's
+    clock)."""
     with _open(path) as container:
         if not container.streams.video:
             raise MediaDecodeError(f"{path}: no video stream")
@@ -63,10 +65,13 @@ def _decode_video(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
         raise MediaDecodeError(f"{path}: no decodable video frames")
     times_arr = np.asarray(times, np.float64)
     order = np.argsort(times_arr, kind="stable")
-    return np.stack([frames[i] for i in order]), times_arr[order] - times_arr[order[0]], fps
+    first = float(times_arr[order[0]])
+    return np.stack([frames[i] for i in order]), times_arr[order] - first, fps, first
 
 
 def _decode_audio(path: Path, sample_rate: int, channels: int, start: float) -> np.ndarray:
+    """The first audio stream as float32 `[N, channels]` at `sample_rate`, shifted so sample 0 is at time `start`
+    (s, the first video frame's time on the file's clock)."""
     layout = {1: "mono", 2: "stereo"}[channels]
     with _open(path) as container:
         if not container.streams.audio:
@@ -98,11 +103,7 @@ def decode_clip(path: str | Path, sample_rate: int, channels: int = 2) -> Decode
     path = Path(path)
     if channels not in (1, 2):
         raise ValueError(f"channels: expected 1 or 2, got {channels}")
-    with _open(path) as container:
-        start = container.streams.video[0].start_time if container.streams.video else None
-        base = container.streams.video[0].time_base if container.streams.video else None
-    first_frame = float(start * base) if start is not None and base is not None else 0.0
-    frames, times, fps = _decode_video(path)
+    frames, times, fps, first_frame = _decode_video(path)
     audio = _decode_audio(path, sample_rate, channels, first_frame)
     if len(audio) == 0:
         raise MediaDecodeError(f"{path}: the audio stream is empty")
