@@ -41,6 +41,12 @@ def _image(path, h, w, seed):
     Image.fromarray(np.clip(base + rng.integers(0, 20, base.shape), 0, 255).astype(np.uint8)).save(path)
 
 
+@pytest.fixture(autouse=True)
+def _no_shared_text_cache(tmp_path_factory, monkeypatch):
+    """Encoded captions go to the test session's folder, never to the user's cache."""
+    monkeypatch.setenv("UNITYSHOTS_TEXT_CACHE", str(tmp_path_factory.getbasetemp() / "ltx23_story_text_cache"))
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     from unityshots_jax.checkpoint.ltx_convert import convert
@@ -103,6 +109,7 @@ def test_three_shot_story_two_stage_without_memory(stack, tmp_path, capsys):
     _check_mp4(out, 128, 192)
 
 
+@pytest.mark.slow  # the distilled pipeline itself is checked against the reference in test_pipeline_parity.py
 def test_three_shot_story_distilled(stack, tmp_path, capsys):
     """`--pipeline distilled`: 8 unguided steps on the distilled schedule at half size, then the refine without a
     LoRA (the tiny stack stands in for the distilled checkpoint)."""
@@ -171,6 +178,7 @@ def test_sharded_story_equals_single_device(stack):
         assert row["frames_err"] <= 1e-3 and row["audio_err"] <= 1e-3, row
 
 
+@pytest.mark.slow  # ~90 s on 2 cores; sharded = single is checked in CI by test_sharded_story_equals_single_device
 def test_story_on_two_hosts_with_jax_distributed(stack, tmp_path):
     """`--config.distributed=True`: two processes joined by `jax.distributed` (CPU, gloo, 2 devices each) generate
     the story sharded over all 4 devices (fsdp 2 × context 2); process 0 writes the outputs, process 1 none, and

@@ -89,10 +89,11 @@ def _noise(run, first: int, pipelines, request, size=None):
 def _check_outputs(result, r32, r64, pipelines, request):
     (f, h, w, c), (fa, _) = pipelines.latent_shapes(request)
     (v32, a32), (v64, a64) = _as_ours(r32, (f, h, w, c), fa), _as_ours(r64, (f, h, w, c), fa)
-    assert_parity("video latent", result.video_latent, v32, v64)
-    assert_parity("audio latent", result.audio_latent, a32, a64)
-    assert_parity("decoded frames", result.frames, r32.frames, r64.frames)
-    assert_parity("waveform", result.audio, r32.wave.T, r64.wave.T)
+    for verdict in (assert_parity("video latent", result.video_latent, v32, v64),
+                    assert_parity("audio latent", result.audio_latent, a32, a64),
+                    assert_parity("decoded frames", result.frames, r32.frames, r64.frames),
+                    assert_parity("waveform", result.audio, r32.wave.T, r64.wave.T)):
+        print(verdict)  # the figures of experiments/RESULTS.md (pytest -s)
     assert result.sample_rate == r32.sample_rate == 48000
     ours_uint8 = (np.clip(result.frames, 0, 1) * 255.0).astype(np.uint8)  # the pipelines' rounding
     assert np.abs(ours_uint8.astype(int) - r32.frames_uint8.astype(int)).max() <= 1

@@ -43,9 +43,9 @@ def main() -> None:
         captured = {}
         decode = generate.StoryGenerator.decode
 
-        def spy(self, story_, video, audio):
+        def spy(self, story_, video, audio, **kwargs):
             captured["video"], captured["audio"] = np.asarray(video), np.asarray(audio)
-            return decode(self, story_, video, audio)
+            return decode(self, story_, video, audio, **kwargs)
 
         generate.StoryGenerator.decode = spy
         try:
