@@ -9,75 +9,27 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import av
 import grain
 import numpy as np
 import pytest
 from helpers.ltx23_stack import AUDIO_C, GRID, TOKENS, VIDEO_C, build_ltx23_stack
+from helpers.synthetic_clips import RATE, SIZE
+from helpers.synthetic_clips import scene_audio as _scene_audio
+from helpers.synthetic_clips import write_silent as _write_silent
+from helpers.synthetic_clips import write_video as _write_video
 
 from unityshots_jax.data import StoryRecord, decode_record, encode_record, make_story_loader, validate_record
 from unityshots_jax.data.story_record import CONTINUE, FIRST, HARD
 from unityshots_jax.media.media_files import write_wav
-from unityshots_jax.media.mp4_writer import ShotSegment, write_story_mp4
 from unityshots_jax.prepare import ManifestError, PrepareOptions, SkippedItem, prepare_item, read_manifest
 from unityshots_jax.prepare.media_decode import decode_clip
 from unityshots_jax.prepare.shot_detection import detect_cuts
 from unityshots_jax.story.shot_sequence import R2V
 from unityshots_jax.story.story_config import StoryConfig
 
-FPS, RATE, SIZE = 24, 48000, (128, 160)  # source videos: 24 fps, 48 kHz stereo, 128 × 160 px
 CFG = StoryConfig(max_shots=3, video_frames=GRID[0], height=GRID[1], width=GRID[2], latent_channels=VIDEO_C,
                   audio_frames=19, audio_channels=AUDIO_C, text_tokens=TOKENS, ltm_frames=1, stm_frames=2,
                   ref_audio_frames=20)
-# (background RGB, shape RGB, tone Hz, amplitude) per scene
-SCENES = [((30, 60, 200), (220, 40, 40), 440.0, 0.5), ((230, 210, 60), (40, 160, 60), 660.0, 0.05),
-          ((20, 120, 40), (250, 250, 250), 330.0, 0.3)]
-
-
-def _scene_frames(scene: int, start: int, count: int) -> np.ndarray:
-    """uint8 `[count, H, W, 3]`: the scene's background with a 32 px square moving 3 px right and 2 px down per
-    frame; frame numbers continue from `start` (a continuous cut keeps the motion going)."""
-    bg, fg = SCENES[scene][:2]
-    out = np.empty((count, *SIZE, 3), np.uint8)
-    out[:] = bg
-    for j in range(count):
-        t = start + j
-        y, x = 10 + (2 * t) % 80, 8 + (3 * t) % 120
-        out[j, y:y + 32, x:x + 32] = fg
-    return out
-
-
-def _scene_audio(scene: int, start: int, count: int) -> np.ndarray:
-    """float32 `[count·RATE/FPS, 2]` tone of the scene, phase-continuous from frame `start`."""
-    hz, amp = SCENES[scene][2:]
-    n0, n = start * RATE // FPS, count * RATE // FPS
-    t = np.arange(n0, n0 + n) / RATE
-    wave = (amp * np.sin(2 * np.pi * hz * t)).astype(np.float32)
-    return np.stack([wave, wave], axis=1)
-
-
-def _write_video(path: str, parts: list[tuple[int, int]]) -> None:
-    """An mp4 of `parts` = (scene, frames) in order; a scene that repeats continues its motion and tone."""
-    frames, audio, done = [], [], {}
-    for scene, count in parts:
-        start = done.get(scene, 0)
-        frames.append(_scene_frames(scene, start, count))
-        audio.append(_scene_audio(scene, start, count))
-        done[scene] = start + count
-    total = sum(c for _, c in parts)
-    write_story_mp4(path, np.concatenate(frames), FPS, np.concatenate(audio), RATE,
-                    [ShotSegment(0, 0.0, total / FPS, "all")], scale=1)
-
-
-def _write_silent(path: str, count: int = 48) -> None:
-    with av.open(path, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.height, stream.width, stream.pix_fmt = *SIZE, "yuv420p"
-        for frame in _scene_frames(0, 0, count):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-
-
 SHOTS_A = [{"start": 0.0, "end": 1.0, "caption": "pip walks right", "dialogue": "ba lo"},
            {"start": 1.0, "end": 2.0, "caption": "a meadow in bright light"},
            {"start": 2.0, "end": 3.0, "caption": "pip jumps"}]

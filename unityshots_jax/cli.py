@@ -1,4 +1,4 @@
-"""The `unityshots` command line: generate, train, package, convert, export, verify, make-tiny.
+"""The `unityshots` command line: generate, train, package, prepare-data, convert, export, verify, make-tiny.
 
 Every failure is one line on stderr naming the cause, and a non-zero exit (2 for bad input, 1 for a failed
 verification); nothing half-written is left behind. `--debug` (or UNITYSHOTS_DEBUG=1) prints the traceback first.
@@ -280,7 +280,8 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from unityshots_jax.ltx.config import ATTENTION_CHOICES  # no jax import: the parser stays fast
+    from unityshots_jax import prepare_cli  # no jax or beam import: the parser stays fast
+    from unityshots_jax.ltx.config import ATTENTION_CHOICES
 
     parser = argparse.ArgumentParser(prog="unityshots", description="UnityShots on JAX: LTX-2.3 multi-shot audio-video.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -328,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ema", action="store_true", help="the raw weights, not their moving average")
     p.add_argument("--note", default="", help="how the run was made (stored in the file's metadata)")
     p.set_defaults(run=_cmd_package)
+
+    prepare_cli.add_parser(sub)
 
     p = sub.add_parser("convert", help="official LTX .safetensors -> orbax directory")
     p.add_argument("src", help="official single-file checkpoint (.safetensors)")
@@ -380,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
-    overrides = [a for a in extra if a.startswith("--config.")]
+    overrides = extra if getattr(args, "passes_unknown", False) else [a for a in extra if a.startswith("--config.")]
     if len(overrides) != len(extra) or (overrides and not getattr(args, "takes_overrides", False)):
         build_parser().error(f"unrecognized arguments: {' '.join(a for a in extra if a not in overrides) or ' '.join(extra)}")
     from unityshots_jax.checkpoint.safetensors_io import CheckpointError
