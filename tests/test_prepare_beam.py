@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import grain
 import numpy as np
@@ -38,6 +39,7 @@ ITEMS = [{"id": "good", "video": "a.mp4", "shots": SHOTS,
          {"id": "no-caption", "video": "b.mp4", "shots": NO_CAPTION}]
 BEAM_ARGS = ["--runner=DirectRunner", "--direct_num_workers=1"]
 SHARDS = 4
+SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.py")
 CFG_DIMS = (32, 16)  # the request's context widths (build_ltx23_stack: CodecRequest(GRID, 32, 16, …))
 
 
@@ -136,7 +138,30 @@ def test_other_options_into_the_same_folder_are_refused(setup):
 def test_cli_bad_manifest_is_one_line_naming_line_and_field(tmp_path, capsys):
     bad = tmp_path / "m.jsonl"
     bad.write_text('{"video": "a.mp4", "shots": "detect"}\n{"video": "a.mp4", "shots": [{"start": "x", "end": 1}]}\n')
-    code = main(["prepare-data", str(bad), "--out", str(tmp_path / "out"), "--config", "configs/smoke.py"])
+    code = main(["prepare-data", str(bad), "--out", str(tmp_path / "out"), "--config", SMOKE])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and f"{bad}:2: shots[0].start: " in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_prepares_the_same_shards_as_the_api(setup, tmp_path, capsys):
+    """`prepare-data` with a training config shaped like the tiny stack (smoke + overrides) and Beam options passed
+    through writes the same shard bytes as `run_prepare`."""
+    manifest, options, out = setup[:3]
+    story = {"max_shots": 3, "video_frames": GRID[0], "height": GRID[1], "width": GRID[2], "latent_channels": VIDEO_C,
+             "audio_frames": 19, "audio_channels": AUDIO_C, "text_tokens": TOKENS, "ltm_frames": 1, "stm_frames": 2,
+             "ref_audio_frames": 20}
+    overrides = [f"--config.story.{k}={v}" for k, v in story.items()] + [
+        "--config.codec=ltx23", f"--config.transformer.audio_in_channels={AUDIO_C}",
+        f"--config.transformer.audio_out_channels={AUDIO_C}"]
+    cli_out = tmp_path / "cli_out"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UNITYSHOTS_TEXT_CACHE", "")
+        code = main(["prepare-data", str(manifest), "--out", str(cli_out), "--config", SMOKE,
+                     "--weights", options.request.weights, "--text-encoder", options.request.text_encoder_dir,
+                     "--num-shards", str(SHARDS), "--direct_num_workers=1", *overrides])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "1 records, 2 skipped" in printed.out
+    assert (cli_out / _good_shard(cli_out)).read_bytes() == (out / _good_shard(out)).read_bytes()
+    assert (cli_out / "dead_letter.jsonl").read_bytes() == (out / "dead_letter.jsonl").read_bytes()
