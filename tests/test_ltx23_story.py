@@ -135,6 +135,14 @@ def test_bad_generate_input_is_refused_by_name_before_any_output(stack, tmp_path
     assert not os.listdir(tmp_path)
 
 
+def test_the_official_file_as_checkpoint_asks_for_convert(stack, tmp_path, capsys):
+    out = tmp_path / "story.mp4"
+    args = _args(stack, out)
+    args[args.index("--checkpoint") + 1] = stack["path"]
+    assert main(args) == 2 and "unityshots convert" in capsys.readouterr().err
+    assert not os.listdir(tmp_path)
+
+
 def test_missing_text_encoder_and_foreign_files_are_refused(stack, tmp_path, capsys):
     out = tmp_path / "story.mp4"
     args = [a for a in _args(stack, out) if a not in ("--text-encoder", stack["gemma"])]
@@ -187,6 +195,7 @@ def test_story_on_two_hosts_with_jax_distributed(stack, tmp_path):
     import sys
 
     from helpers import training_runs as tr
+
     from unityshots_jax.media.mp4_writer import probe_mp4
 
     port = str(tr.free_port())

@@ -80,6 +80,22 @@ def _is_story_model(path: str) -> bool:
     return os.path.isfile(path) or os.path.isfile(os.path.join(path, FILENAME)) or workdir
 
 
+def refuse_official_file(path: str) -> None:
+    """PlanError when `path` is an official LTX single file (it must be converted before generating from it)."""
+    if not (os.path.isfile(path) and path.endswith(".safetensors")):
+        return
+    from unityshots_jax.checkpoint.safetensors_io import CheckpointError, SafetensorsFile
+    from unityshots_jax.story.story_checkpoint import FORMAT
+
+    try:
+        metadata = SafetensorsFile(path).metadata
+    except CheckpointError:
+        return  # not readable here: the loader names the problem
+    if metadata.get("format") != FORMAT and "config" in metadata:
+        raise PlanError(f"--checkpoint: {path} is an official LTX checkpoint file; convert it once "
+                        f"(unityshots convert {path} DIR) and pass --checkpoint DIR")
+
+
 def _is_converted_ltx(path: str) -> bool:
     cfg = os.path.join(path, "config.json")
     if not (os.path.isdir(os.path.join(path, "params")) and os.path.isfile(cfg)):

@@ -152,8 +152,9 @@ def execution_for_plan(plan: Ltx23Plan) -> ExecutionConfig:
 def checkpoint_ltx(path: str):
     """The `LTXConfig` of a converted LTX directory (its config.json) or of a story model."""
     from unityshots_jax.checkpoint.ltx_convert import read_converted_config
-    from unityshots_jax.pipeline.ltx23_plan import _is_converted_ltx
+    from unityshots_jax.pipeline.ltx23_plan import _is_converted_ltx, refuse_official_file
 
+    refuse_official_file(path)
     if _is_converted_ltx(path):
         return read_converted_config(path)[1]
     from unityshots_jax.train.package import load_trained_model
