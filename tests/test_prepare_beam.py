@@ -18,17 +18,14 @@ import pytest
 pytest.importorskip("apache_beam", reason="the prepare extra (apache-beam) is not installed")
 
 from helpers.ltx23_stack import AUDIO_C, GRID, TOKENS, VIDEO_C, build_ltx23_stack
-from helpers.synthetic_clips import write_video
+from helpers.synthetic_clips import prepare_story_config, write_video
 
 from unityshots_jax.cli import main
 from unityshots_jax.data import decode_record, make_story_loader, open_story_source, validate_record
 from unityshots_jax.prepare import shard_files
 from unityshots_jax.prepare.beam_pipeline import BeamPrepareOptions, run_prepare
-from unityshots_jax.story.story_config import StoryConfig
 
-CFG = StoryConfig(max_shots=3, video_frames=GRID[0], height=GRID[1], width=GRID[2], latent_channels=VIDEO_C,
-                  audio_frames=19, audio_channels=AUDIO_C, text_tokens=TOKENS, ltm_frames=1, stm_frames=2,
-                  ref_audio_frames=20)
+CFG = prepare_story_config()
 SHOTS = [{"start": 0.0, "end": 1.0, "caption": "pip walks right", "dialogue": "ba lo"},
          {"start": 1.0, "end": 2.0, "caption": "a meadow in bright light"},
          {"start": 2.0, "end": 3.0, "caption": "pip jumps"}]

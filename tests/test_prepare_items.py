@@ -12,8 +12,8 @@ import json
 import grain
 import numpy as np
 import pytest
-from helpers.ltx23_stack import AUDIO_C, GRID, TOKENS, VIDEO_C, build_ltx23_stack
-from helpers.synthetic_clips import RATE, SIZE
+from helpers.ltx23_stack import AUDIO_C, GRID, build_ltx23_stack
+from helpers.synthetic_clips import RATE, SIZE, prepare_story_config
 from helpers.synthetic_clips import scene_audio as _scene_audio
 from helpers.synthetic_clips import write_silent as _write_silent
 from helpers.synthetic_clips import write_video as _write_video
@@ -25,11 +25,8 @@ from unityshots_jax.prepare import ManifestError, PrepareOptions, SkippedItem, p
 from unityshots_jax.prepare.media_decode import decode_clip
 from unityshots_jax.prepare.shot_detection import detect_cuts
 from unityshots_jax.story.shot_sequence import R2V
-from unityshots_jax.story.story_config import StoryConfig
 
-CFG = StoryConfig(max_shots=3, video_frames=GRID[0], height=GRID[1], width=GRID[2], latent_channels=VIDEO_C,
-                  audio_frames=19, audio_channels=AUDIO_C, text_tokens=TOKENS, ltm_frames=1, stm_frames=2,
-                  ref_audio_frames=20)
+CFG = prepare_story_config()
 SHOTS_A = [{"start": 0.0, "end": 1.0, "caption": "pip walks right", "dialogue": "ba lo"},
            {"start": 1.0, "end": 2.0, "caption": "a meadow in bright light"},
            {"start": 2.0, "end": 3.0, "caption": "pip jumps"}]

@@ -56,3 +56,13 @@ def write_silent(path: str, count: int = 48) -> None:
         for frame in scene_frames(0, 0, count):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())
+
+
+def prepare_story_config():
+    """The story config the data-preparation tests prepare for: the tiny ltx23 stack's grid, 3 shots."""
+    from helpers.ltx23_stack import AUDIO_C, GRID, TOKENS, VIDEO_C
+    from unityshots_jax.story.story_config import StoryConfig
+
+    return StoryConfig(max_shots=3, video_frames=GRID[0], height=GRID[1], width=GRID[2], latent_channels=VIDEO_C,
+                       audio_frames=19, audio_channels=AUDIO_C, text_tokens=TOKENS, ltm_frames=1, stm_frames=2,
+                       ref_audio_frames=20)

@@ -96,17 +96,9 @@ def read_plan_lora(plan: Ltx23Plan):
     another model is refused naming the file and key), or None."""
     if plan.distilled_lora is None:
         return None
-    from unityshots_jax.checkpoint.ltx_convert import read_converted_config
     from unityshots_jax.checkpoint.ltx_lora import read_lora
-    from unityshots_jax.pipeline.ltx23_plan import _is_converted_ltx
 
-    if _is_converted_ltx(plan.checkpoint):
-        ltx = read_converted_config(plan.checkpoint)[1]
-    else:
-        from unityshots_jax.train.package import load_trained_model
-
-        ltx = load_trained_model(plan.checkpoint).ltx
-    return read_lora(plan.distilled_lora, ltx)
+    return read_lora(plan.distilled_lora, checkpoint_ltx(plan.checkpoint))
 
 
 def refiner_for_plan(plan: Ltx23Plan, model: LoadedStoryModel, lora=None) -> Transformer | None:
